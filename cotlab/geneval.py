@@ -1,0 +1,407 @@
+"""GenEval on the Shapes world: an exact detector, GenEval's scoring rules, and its folder layout.
+
+GenEval (Ghosh et al., arXiv 2310.11513) asks an object detector what an image contains and checks
+each prompt's clauses: the named objects are found (the top-``count`` detections of the class), a
+count is exact (the exclude clause: fewer than n + 1), a colour is the detected object's, and a
+position holds between box centres after GenEval's margin,
+
+    offset' = sign(offset) · max(|offset| − 0.1 · (dim_A + dim_B), 0),   (dx, dy) = offset' / |offset|
+
+with "left of" meaning dx < −0.5 (likewise right of, above, below). A task's score is the mean over
+its images; **overall is the unweighted mean of the six task scores**.
+
+The Shapes world lets the detector be exact instead of learned: the background is plain, so every
+object is a connected blob whose colour is the *direction* of (pixel − background), unchanged by
+antialiasing; its shape is the template (drawn by the world's own renderer, at the blob's area and
+centroid) that best matches the blob's coverage. It reports what it found and why an image fails.
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import numpy as np
+from scipy import ndimage
+
+from .errors import CotlabError
+from .io import DATA_DIR, atomic_write_json, atomic_write_text
+from .shapes import (BACKGROUND, COLORS, PALETTE, RELATIONS, SHAPES, TAGS, Obj, Scene, World,
+                     all_prompts, inside)
+
+POSITION_THRESHOLD = 0.1  # GenEval's margin, as a share of the two boxes' sizes
+MIN_CONFIDENCE = 0.5  # below this template fit a blob is "unrecognised", not an object
+FOREGROUND = 45  # a pixel is foreground when a channel differs from the background by more
+
+
+def _shape_moments(n: int = 800) -> tuple[dict, dict]:
+    """Each shape's centroid offset below its box centre and its spread ⟨ρ²⟩, in units of the
+    half-size r (e.g. circle: 0 and 1/2; triangle: 1/3 and 7/18), measured on a fine grid."""
+    u = (np.arange(n) + 0.5) / n * 2 - 1
+    uu, vv = np.meshgrid(u, u)
+    dy, spread = {}, {}
+    for s in SHAPES:
+        m = inside(s, uu, vv)
+        x, y = uu[m], vv[m]
+        dy[s] = float(y.mean())
+        spread[s] = float(((x - x.mean()) ** 2 + (y - y.mean()) ** 2).mean())
+    return dy, spread
+
+
+SHAPE_CENTROID_DY, SHAPE_SPREAD = _shape_moments()
+
+
+@dataclass
+class Detection:
+    """An object the detector found: class, colour, box (x0, y0, x1, y1) in pixels, and how well the
+    class's template fits (1 = perfectly)."""
+    shape: str
+    color: str
+    box: tuple[float, float, float, float]
+    confidence: float
+
+
+# --- detection ---------------------------------------------------------------------------------
+def _directions() -> np.ndarray:
+    d = np.array([PALETTE[c] for c in COLORS], np.float32) - np.array(BACKGROUND, np.float32)
+    return d / np.linalg.norm(d, axis=1, keepdims=True)  # (C, 3)
+
+
+_DIRS = _directions()
+
+
+def detect(image: np.ndarray, world: World = World()) -> tuple[list[Detection], list[str]]:
+    """Objects in an (H, W, 3) uint8 image, most confident first, and notes on blobs it rejected."""
+    img = image.astype(np.float32)
+    bg = np.median(img.reshape(-1, 3), axis=0)  # the background fills most of the image
+    diff = img - bg  # (H, W, 3)
+    fg = np.abs(diff).max(-1) > FOREGROUND
+    labels, n = ndimage.label(fg)
+    detections, notes = [], []
+    for piece in _pieces(labels, n, world):
+        det, note = _fit(diff, piece, labels, world)
+        if det is not None:
+            detections.append(det)
+        elif note:
+            notes.append(note)
+    detections.sort(key=lambda d: -d.confidence)
+    return detections, notes
+
+
+def _pieces(labels: np.ndarray, n: int, world: World):
+    """Masks of candidate objects: connected blobs, cut along grid lines when larger than a cell
+    (objects sit in cells, so two that touch are told apart by their cells)."""
+    c = world.cell
+    for sl, k in zip(ndimage.find_objects(labels), range(1, n + 1)):
+        mask = labels == k
+        h, w = sl[0].stop - sl[0].start, sl[1].stop - sl[1].start
+        if max(h, w) <= 1.25 * c:
+            yield mask
+            continue
+        for r in range(sl[0].start // c, (sl[0].stop - 1) // c + 1):
+            for q in range(sl[1].start // c, (sl[1].stop - 1) // c + 1):
+                part = np.zeros_like(mask)
+                part[r * c:(r + 1) * c, q * c:(q + 1) * c] = mask[r * c:(r + 1) * c, q * c:(q + 1) * c]
+                if part.any():
+                    yield part
+
+
+def _fit(diff: np.ndarray, mask: np.ndarray, labels: np.ndarray, world: World):
+    """Colour and shape of one blob.
+
+    Colour: the palette direction closest to the direction of Σ (pixel − background) over the
+    blob's strongest pixels. Shape: the blob's mass m = projection on that direction is compared,
+    normalised (m / Σm), with each shape's template drawn by the renderer. A template is placed by
+    the blob's centroid and sized by its spread, which blur (σ) and pixel integration inflate:
+
+        ⟨ρ²⟩ = c_shape · r² + 2σ² + 2/12,    c = 1/2 (circle), 2/3 (square), 7/18 (triangle), …
+
+    so each (shape, σ) hypothesis gives r, and the best-matching one names the shape.
+    """
+    strength = np.linalg.norm(diff, axis=-1)  # (H, W)
+    core = mask & (strength >= 0.7 * strength[mask].max())
+    color_idx = int(np.argmax(_DIRS @ diff[core].sum(0)))
+    color = COLORS[color_idx]
+    # the blob's mass; the region grows by two pixels to catch blurred edges, not other blobs
+    region = ndimage.binary_dilation(mask, iterations=2) & ((labels == 0) | mask)
+    scale = float(np.linalg.norm(np.array(PALETTE[color], float) - BACKGROUND))
+    m = np.where(region, diff @ _DIRS[color_idx] / scale, 0.0)  # (H, W), ≈ coverage
+    mass = m.sum()
+    if mass < 2.5:  # specks of noise
+        return None, ""
+    ys, xs = np.mgrid[0:m.shape[0], 0:m.shape[1]] + 0.5
+    cx, cy = (m * xs).sum() / mass, (m * ys).sum() / mass
+    spread = (m * ((xs - cx) ** 2 + (ys - cy) ** 2)).sum() / mass  # ⟨ρ²⟩
+    best = (-np.inf, None, None)
+    for shape in SHAPES:
+        for sigma, aa in ((0.0, 1), (0.0, 4), (0.4, 4), (0.7, 4), (1.0, 4), (1.3, 4)):
+            r2 = (spread - 2 * sigma ** 2 - 2 / 12) / SHAPE_SPREAD[shape]
+            if r2 <= 0.5:
+                continue
+            r = math.sqrt(r2)
+            obj = _object_at(shape, color, cx, cy - SHAPE_CENTROID_DY[shape] * r, r, world)
+            t = np.zeros_like(m)
+            cov, tys, txs = replace(world, antialias=aa).coverage(obj)
+            t[tys, txs] = cov
+            if sigma:
+                t = ndimage.gaussian_filter(t, sigma)
+            fit = 1 - 0.5 * np.abs(m / mass - t / t.sum()).sum()  # 1 − total variation distance
+            if fit > best[0]:
+                best = (fit, shape, world.box(obj))
+    confidence, shape, box = best
+    if shape is None or confidence < MIN_CONFIDENCE:
+        return None, (f"an unrecognised {color} blob at ({cx:.0f}, {cy:.0f})"
+                      + (f" (best fit: {shape}, {confidence:.2f})" if shape else ""))
+    return Detection(shape, color, tuple(round(b, 2) for b in box), round(float(confidence), 3)), ""
+
+
+def _object_at(shape, color, cx, cy, r, world: World) -> Obj:
+    """The object of half-size r centred at pixel (cx, cy), in the world's cell coordinates."""
+    c = world.cell
+    row, col = int(min(max(cy // c, 0), world.grid - 1)), int(min(max(cx // c, 0), world.grid - 1))
+    return Obj(shape, color, row, col, dx=cx / c - col - 0.5, dy=cy / c - row - 0.5, size=2 * r / c)
+
+
+# --- GenEval's rules ---------------------------------------------------------------------------
+def relative_position(box_a, box_b) -> set[str]:
+    """GenEval's relations of box A to box B (centres, with the margin of the module docstring)."""
+    a, b = np.array(box_a, float).reshape(2, 2), np.array(box_b, float).reshape(2, 2)
+    offset = a.mean(0) - b.mean(0)  # (dx, dy), y down
+    dims = (a[1] - a[0]) + (b[1] - b[0])
+    revised = np.maximum(np.abs(offset) - POSITION_THRESHOLD * dims, 0) * np.sign(offset)
+    if np.all(np.abs(revised) < 1e-3):
+        return set()
+    dx, dy = revised / np.linalg.norm(offset)
+    rels = set()
+    if dx < -0.5:
+        rels.add("left of")
+    if dx > 0.5:
+        rels.add("right of")
+    if dy < -0.5:
+        rels.add("above")
+    if dy > 0.5:
+        rels.add("below")
+    return rels
+
+
+def evaluate(detections: list[Detection], meta: dict) -> tuple[bool, str]:
+    """GenEval's verdict on one image: (correct, reason). ``detections`` most confident first."""
+    by_class: dict[str, list[Detection]] = {}
+    for d in detections:
+        by_class.setdefault(d.shape, []).append(d)
+    correct, reasons, groups = True, [], []
+    for req in meta.get("include", []):
+        cls, n = req["class"], req["count"]
+        found = by_class.get(cls, [])[:n]
+        matched = len(found) >= n
+        if not matched:
+            reasons.append(f"expected {n} {cls}, found {len(found)}")
+        elif "color" in req:
+            colors = [d.color for d in found]
+            if colors.count(req["color"]) < n:
+                matched = False
+                seen = ", ".join(f"{colors.count(c)} {c}" for c in COLORS if c in colors)
+                reasons.append(f"expected {req['color']} {cls}, found {seen}")
+        if matched and "position" in req:
+            rel, target = req["position"]
+            if groups[target] is None:
+                matched = False
+                reasons.append(f"no target for {cls} to be {rel}")
+            else:
+                for d in found:
+                    for t in groups[target]:
+                        true_rels = relative_position(d.box, t.box)
+                        if rel not in true_rels:
+                            matched = False
+                            where = " and ".join(sorted(true_rels)) or "level with"
+                            reasons.append(f"expected {cls} {rel} {t.shape}, found it {where}")
+                            break
+                    if not matched:
+                        break
+        correct &= matched
+        groups.append(found if matched else None)
+    for req in meta.get("exclude", []):
+        cls, n = req["class"], req["count"]
+        if len(by_class.get(cls, [])) >= n:
+            correct = False
+            reasons.append(f"expected fewer than {n} {cls}, found {len(by_class[cls])}")
+    return correct, "; ".join(reasons)
+
+
+def judge(image: np.ndarray, meta: dict, world: World = World()) -> tuple[bool, str]:
+    """Detect, then apply GenEval's rules; the reason also names any rejected blobs."""
+    detections, notes = detect(image, world)
+    correct, reason = evaluate(detections, meta)
+    if not correct and notes:
+        reason = "; ".join([reason] + notes)
+    return correct, reason
+
+
+def ground_truth(scene: Scene, world: World = World()) -> list[Detection]:
+    """What a perfect detector reports for a scene."""
+    return [Detection(o.shape, o.color, world.box(o), 1.0) for o in scene.objects]
+
+
+def truth(scene: Scene, meta: dict, world: World = World()) -> tuple[bool, str]:
+    """Whether a prompt is true of a scene, by GenEval's rules on the scene's own objects."""
+    return evaluate(ground_truth(scene, world), meta)
+
+
+def captions_of(scene: Scene, world: World = World()) -> list[dict]:
+    """Every prompt of the six tags that is true of a scene."""
+    return [m for tag in TAGS for m in all_prompts(tag) if truth(scene, m, world)[0]]
+
+
+# --- prompt files ------------------------------------------------------------------------------
+def validate_metadata(meta, where: str) -> dict:
+    """Check one prompt against GenEval's schema and the Shapes world's vocabulary."""
+    def fail(msg):
+        raise CotlabError(f"{where}: {msg}")
+
+    if not isinstance(meta, dict):
+        fail("expected a JSON object with 'tag', 'include' and 'prompt'")
+    for key in ("tag", "include", "prompt"):
+        if key not in meta:
+            fail(f"missing '{key}' (GenEval's schema: tag, include, exclude, prompt)")
+    if meta["tag"] not in TAGS:
+        fail(f"unknown tag {meta['tag']!r}: choose one of {', '.join(TAGS)}")
+    clauses = meta["include"] + meta.get("exclude", [])
+    if not isinstance(meta["include"], list) or not meta["include"]:
+        fail("'include' must be a non-empty list of clauses")
+    for i, req in enumerate(clauses):
+        if not isinstance(req, dict) or "class" not in req or "count" not in req:
+            fail(f"clause {i} needs 'class' and 'count'")
+        if req["class"] not in SHAPES:
+            fail(f"unknown shape {req['class']!r}: choose one of {', '.join(SHAPES)}")
+        if not isinstance(req["count"], int) or req["count"] < 1:
+            fail(f"clause {i}: count must be a whole number >= 1, not {req['count']!r}")
+        if "color" in req and req["color"] not in COLORS:
+            fail(f"unknown colour {req['color']!r}: choose one of {', '.join(COLORS)}")
+        if "position" in req:
+            pos = req["position"]
+            if (not isinstance(pos, list) or len(pos) != 2 or pos[0] not in RELATIONS
+                    or not isinstance(pos[1], int) or not 0 <= pos[1] < i):
+                fail(f"clause {i}: position must be [relation, index of an earlier clause] "
+                     f"with relation one of {', '.join(RELATIONS)}")
+    return meta
+
+
+def load_metadata(path: str | Path) -> list[dict]:
+    """Read a GenEval ``evaluation_metadata.jsonl``; a bad line raises an error naming file and line."""
+    path = Path(path)
+    if not path.is_file():
+        raise CotlabError(f"no prompt file at {path}: pass a GenEval-style evaluation_metadata.jsonl")
+    prompts = []
+    for k, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            meta = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise CotlabError(f"{path}:{k}: not valid JSON ({e.msg}); each line must be one "
+                              f"JSON object in GenEval's schema") from None
+        prompts.append(validate_metadata(meta, f"{path}:{k}"))
+    if not prompts:
+        raise CotlabError(f"{path} holds no prompts")
+    return prompts
+
+
+BENCHMARK = DATA_DIR / "geneval_shapes"
+
+
+def benchmark_prompts(heldout: bool = False) -> list[dict]:
+    """The shipped benchmark prompts (``heldout=True``: the held-out binding subset)."""
+    name = "heldout_metadata.jsonl" if heldout else "evaluation_metadata.jsonl"
+    return load_metadata(BENCHMARK / name)
+
+
+# --- GenEval's folder layout -------------------------------------------------------------------
+def write_prompt_folder(outdir: str | Path, index: int, meta: dict, images: list[np.ndarray]) -> Path:
+    """Write ``OUTDIR/00000/metadata.jsonl`` and ``samples/0000.png …`` as GenEval lays them out."""
+    from PIL import Image
+
+    folder = Path(outdir) / f"{index:05d}"
+    (folder / "samples").mkdir(parents=True, exist_ok=True)
+    atomic_write_text(folder / "metadata.jsonl", json.dumps(meta) + "\n")
+    for j, img in enumerate(images):
+        tmp = folder / "samples" / f".{j:04d}.png.tmp"
+        Image.fromarray(img).save(tmp, format="PNG")
+        tmp.replace(folder / "samples" / f"{j:04d}.png")
+    return folder
+
+
+def read_image(path: Path, world: World) -> np.ndarray:
+    from PIL import Image
+
+    with Image.open(path) as im:
+        if im.mode != "RGB":
+            raise CotlabError(f"{path} is a {im.mode} image: save samples as RGB PNGs "
+                              f"(image.convert('RGB'))")
+        if im.size != (world.image_size, world.image_size):
+            raise CotlabError(f"{path} is {im.size[0]}x{im.size[1]} but the world draws "
+                              f"{world.image_size}x{world.image_size}: pass --image-size "
+                              f"{im.size[0]} if that is the size you generate at")
+        return np.asarray(im).copy()
+
+
+def score_folder(outdir: str | Path, json_path: str | Path | None = None,
+                 world: World = World(), quiet: bool = False) -> dict:
+    """Score a folder in GenEval's layout: writes ``results.jsonl``, prints the per-tag table and
+    returns the summary ``{"tags": {tag: score}, "overall": ..., "images": n, ...}``."""
+    outdir = Path(outdir)
+    folders = sorted(p for p in outdir.iterdir() if p.is_dir() and p.name.isdigit()) \
+        if outdir.is_dir() else []
+    if not folders:
+        raise CotlabError(f"{outdir} is not in GenEval's layout: expected {outdir}/00000/"
+                          f"metadata.jsonl and {outdir}/00000/samples/0000.png (write it with "
+                          f"cotlab generate)")
+    rows = []
+    for folder in folders:
+        meta_file = folder / "metadata.jsonl"
+        if not meta_file.is_file():
+            raise CotlabError(f"{folder} has no metadata.jsonl: every prompt folder needs one")
+        meta = load_metadata(meta_file)[0]
+        samples = sorted((folder / "samples").glob("*.png"))
+        if not samples:
+            raise CotlabError(f"{folder}/samples holds no PNG images")
+        for png in samples:
+            correct, reason = judge(read_image(png, world), meta, world)
+            rows.append({"filename": str(png), "tag": meta["tag"], "prompt": meta["prompt"],
+                         "correct": correct, "reason": reason, "metadata": json.dumps(meta)})
+    atomic_write_text(outdir / "results.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
+    summary = summarize(rows)
+    if not quiet:
+        print(format_summary(summary))
+    if json_path:
+        atomic_write_json(Path(json_path), summary)
+    return summary
+
+
+def summarize(rows: list[dict]) -> dict:
+    """Per-tag accuracy and overall = the unweighted mean over the tags present (six in GenEval);
+    also the share of prompts with at least one correct image, as GenEval prints it."""
+    tags = {}
+    for tag in TAGS:
+        r = [row["correct"] for row in rows if row["tag"] == tag]
+        if r:
+            tags[tag] = float(np.mean(r))
+    by_prompt: dict[str, list[bool]] = {}
+    for row in rows:
+        by_prompt.setdefault(str(Path(row["filename"]).parent.parent), []).append(row["correct"])
+    return {"tags": tags, "overall": float(np.mean(list(tags.values()))) if tags else 0.0,
+            "images": len(rows), "prompts": len(by_prompt),
+            "any_correct": float(np.mean([any(v) for v in by_prompt.values()])) if rows else 0.0}
+
+
+def format_summary(summary: dict) -> str:
+    lines = ["| task | score |", "|---|---|"]
+    lines += [f"| {tag} | {s:.3f} |" for tag, s in summary["tags"].items()]
+    lines.append(f"| **overall** | **{summary['overall']:.3f}** |")
+    lines.append(f"\n{summary['images']} images of {summary['prompts']} prompts; "
+                 f"prompts with any image correct: {summary['any_correct']:.3f}")
+    return "\n".join(lines)
+
+
+def detections_to_json(detections: list[Detection]) -> list[dict]:
+    return [asdict(d) for d in detections]

@@ -1,0 +1,124 @@
+"""The exact detector, GenEval's rules, and the folder layout with its errors."""
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from cotlab import geneval
+from cotlab.bench import bench_evaluator, break_scene
+from cotlab.errors import CotlabError
+from cotlab.geneval import Detection, evaluate, relative_position
+from cotlab.shapes import TAGS, Obj, Scene, World, make_prompt
+
+WORLD = World()
+
+
+def test_relative_position_follows_geneval():
+    a, b = (0, 10, 6, 16), (20, 10, 26, 16)
+    assert relative_position(a, b) == {"left of"}
+    assert relative_position(b, a) == {"right of"}
+    assert relative_position((0, 0, 6, 6), (20, 20, 26, 26)) == {"left of", "above"}
+    assert relative_position((10, 10, 16, 16), (11, 10, 17, 16)) == set()  # within the margin
+
+
+def test_counting_is_exact():
+    meta = make_prompt("counting", [{"class": "circle", "count": 2}])
+    two = [Detection("circle", "red", (0, 0, 5, 5), 1.0)] * 2
+    assert evaluate(two, meta)[0]
+    ok, reason = evaluate(two + [Detection("circle", "blue", (9, 9, 14, 14), 1.0)], meta)
+    assert not ok and "fewer than 3 circle" in reason
+
+
+def test_colour_of_the_detected_object():
+    meta = make_prompt("colors", [{"class": "square", "count": 1, "color": "red"}])
+    ok, reason = evaluate([Detection("square", "blue", (0, 0, 5, 5), 1.0)], meta)
+    assert not ok and "expected red square" in reason
+
+
+def test_detector_recovers_rendered_scenes_exactly():
+    rng = np.random.default_rng(0)
+    for _ in range(100):
+        scene, meta = WORLD.sample(rng)
+        found, notes = geneval.detect(WORLD.render(scene), WORLD)
+        assert sorted((d.shape, d.color) for d in found) == sorted((o.shape, o.color) for o in scene.objects)
+        assert not notes
+
+
+@pytest.mark.parametrize("tag", TAGS)
+def test_broken_scenes_fail_with_a_reason(tag):
+    rng = np.random.default_rng(1)
+    for _ in range(20):
+        scene, meta = WORLD.sample(rng, tag)
+        broken = break_scene(scene, meta, rng, WORLD)
+        ok, reason = geneval.judge(WORLD.render(broken), meta, WORLD)
+        assert not ok and reason
+
+
+def test_evaluator_bench_small():
+    result = bench_evaluator(n=60, seed=3)
+    assert result["clean"]["verdict_accuracy"] == 1.0
+    assert 0.5 < result["clean"]["failing_share"] + 0.5  # both kinds present
+    assert 0 <= result["degraded"]["verdict_accuracy"] <= 1
+
+
+def _write_folder(tmp_path, n_prompts=6):
+    rng = np.random.default_rng(4)
+    metas = []
+    for i, tag in enumerate(TAGS[:n_prompts]):
+        scene, meta = WORLD.sample(rng, tag)
+        wrong = break_scene(scene, meta, rng, WORLD)
+        geneval.write_prompt_folder(tmp_path, i, meta, [WORLD.render(scene), WORLD.render(wrong)])
+        metas.append(meta)
+    return metas
+
+
+def test_score_folder(tmp_path, capsys):
+    _write_folder(tmp_path)
+    summary = geneval.score_folder(tmp_path, json_path=tmp_path / "summary.json")
+    assert summary["tags"] == {t: 0.5 for t in TAGS}
+    assert summary["overall"] == pytest.approx(0.5) and summary["any_correct"] == 1.0
+    rows = [json.loads(line) for line in (tmp_path / "results.jsonl").read_text().splitlines()]
+    assert len(rows) == 12 and {"filename", "tag", "prompt", "correct", "reason"} <= set(rows[0])
+    assert all(r["reason"] for r in rows if not r["correct"])
+    assert json.loads((tmp_path / "summary.json").read_text())["overall"] == pytest.approx(0.5)
+    assert "overall" in capsys.readouterr().out
+
+
+def test_score_folder_errors(tmp_path):
+    with pytest.raises(CotlabError, match="not in GenEval's layout"):
+        geneval.score_folder(tmp_path)
+    _write_folder(tmp_path, 1)
+    png = tmp_path / "00000" / "samples" / "0000.png"
+    Image.new("RGB", (64, 64)).save(png)
+    with pytest.raises(CotlabError, match="64x64 but the world draws 32x32"):
+        geneval.score_folder(tmp_path)
+    Image.new("L", (32, 32)).save(png)
+    with pytest.raises(CotlabError, match="save samples as RGB"):
+        geneval.score_folder(tmp_path)
+
+
+@pytest.mark.parametrize("line, message", [
+    ("{not json", ":2: not valid JSON"),
+    ('{"tag": "nope", "include": [], "prompt": "x"}', "unknown tag 'nope'"),
+    ('{"tag": "colors", "include": [{"class": "dog", "count": 1}], "prompt": "x"}', "unknown shape 'dog'"),
+    ('{"tag": "colors", "include": [{"class": "circle", "count": 1, "color": "mauve"}], "prompt": "x"}',
+     "unknown colour"),
+    ('{"tag": "colors", "prompt": "x"}', "missing 'include'"),
+])
+def test_malformed_prompt_file_names_file_and_line(tmp_path, line, message):
+    good = json.dumps(make_prompt("single_object", [{"class": "circle", "count": 1}]))
+    path = tmp_path / "evaluation_metadata.jsonl"
+    path.write_text(good + "\n" + line + "\n")
+    with pytest.raises(CotlabError, match=message) as e:
+        geneval.load_metadata(path)
+    assert str(path) in str(e.value) and "\n" not in str(e.value)
+
+
+def test_captions_of_a_composed_scene():
+    scene = Scene((Obj("circle", "red", 1, 0), Obj("square", "blue", 1, 3)))
+    texts = {m["prompt"] for m in geneval.captions_of(scene)}
+    assert {"a photo of a circle left of a square", "a photo of a red circle and a blue square",
+            "a photo of a blue square"} <= texts
+    assert "a photo of a square left of a circle" not in texts
+    assert "a photo of two circles" not in texts
