@@ -284,7 +284,7 @@ def to_tensor(images: np.ndarray) -> torch.Tensor:
 
 
 class ShapesStream(IterableDataset):
-    """An endless stream of (image, caption, metadata) batches, reproducible from ``seed``.
+    """An endless stream of batches of ``image``, ``caption`` and ``meta``, reproducible from ``seed``.
 
     Each dataloader worker and each distributed rank draws from its own generator,
     ``SeedSequence([seed, rank, worker])``, so no two see the same examples.
@@ -300,7 +300,9 @@ class ShapesStream(IterableDataset):
         worker = info.id if info else 0
         rng = np.random.default_rng(np.random.SeedSequence([self.seed, self.rank, worker]))
         for _ in itertools.count() if self.limit is None else range(self.limit):
-            yield make_batch(self.world, rng, self.batch_size)
+            batch = make_batch(self.world, rng, self.batch_size)
+            del batch["scene"]  # Lightning moves batches between devices; scenes stay on the host
+            yield batch
 
 
 def make_batch(world: World, rng: np.random.Generator, n: int) -> dict:
@@ -321,7 +323,7 @@ class ShapesDataModule(L.LightningDataModule):
         self.num_workers, self.val_batches = num_workers, val_batches
 
     def _loader(self, seed: int, limit: int | None) -> DataLoader:
-        rank = self.trainer.global_rank if self._trainer is not None else 0
+        rank = self.trainer.global_rank if self.trainer is not None else 0
         stream = ShapesStream(self.world, self.batch_size, seed, rank, limit)
         return DataLoader(stream, batch_size=None, num_workers=self.num_workers,
                           persistent_workers=self.num_workers > 0)

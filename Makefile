@@ -1,0 +1,39 @@
+# cotlab: `make run` executes the workbook, `make test` checks it, `make lab` opens it.
+VENV ?= .venv
+PY = $(VENV)/bin/python
+
+.PHONY: run test lab bench clean
+
+# The venv, rebuilt when pyproject.toml changes. Torch comes first so that a machine without a GPU
+# gets the CPU build: here torch==2.13.0+cpu lies on the machine's disk and pip finds it through the
+# machine's find-links config; on other CPU-only machines add
+# `--index-url https://download.pytorch.org/whl/cpu` to that line.
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	if command -v nvidia-smi >/dev/null 2>&1; then \
+		$(PY) -m pip install "torch>=2.4"; \
+	else \
+		$(PY) -m pip install torch==2.13.0; \
+	fi
+	$(PY) -m pip install -e ".[notebooks,test]"
+	touch $@
+
+# Execute every notebook headless into runs/<time>-<profile>/ (profile: $$COTLAB_PROFILE, else cpu).
+run: $(VENV)/.installed
+	$(VENV)/bin/cotlab run
+
+# Unit tests, then every notebook executed in the smoke profile with its checked outputs compared.
+test: $(VENV)/.installed
+	COTLAB_PROFILE=smoke $(PY) -m pytest -q tests
+	COTLAB_PROFILE=smoke $(PY) -m pytest -q --nbval-lax --nbval-current-env -p no:cacheprovider notebooks/
+
+lab: $(VENV)/.installed
+	$(VENV)/bin/jupyter lab notebooks/
+
+bench: $(VENV)/.installed
+	$(VENV)/bin/cotlab bench evaluator
+
+# Removes caches and build litter; keeps .venv and runs/ (your results).
+clean:
+	find . -path ./$(VENV) -prune -o \( -name __pycache__ -o -name .ipynb_checkpoints \) -type d -prune -exec rm -rf {} +
+	rm -rf .pytest_cache *.egg-info lightning_logs

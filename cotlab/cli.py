@@ -1,0 +1,133 @@
+"""The ``cotlab`` command: run the workbook, train models, score images, benchmark.
+
+Each subcommand imports its heavy modules only when it runs, so ``cotlab --help`` is instant.
+Errors that name their fix (bad profile, missing checkpoint, unknown model …) print one line and exit 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+
+from cotlab import __version__
+from cotlab.errors import CotlabError
+from cotlab.profiles import PROFILES
+
+PROFILE_HELP = "smoke (CI, seconds), cpu (real results on a laptop) or gpu; default: $COTLAB_PROFILE, else cpu"
+
+
+def _run(args: argparse.Namespace) -> int:
+    from cotlab.runner import parse_value, run_notebooks
+
+    only = [n.strip() for n in args.only.split(",") if n.strip()] if args.only else None
+    params = {name: parse_value(value) for name, value in args.param}
+    out = run_notebooks(profile=args.profile, only=only, params=params, stop_on_error=args.stop_on_error)
+    statuses = [nb["status"] for nb in json.loads((out / "summary.json").read_text())["notebooks"]]
+    return 1 if "failed" in statuses else 0
+
+
+def _train(args: argparse.Namespace) -> int:
+    from cotlab.harness import train
+
+    _, metrics, directory = train(args.name, args.profile, seed=args.seed, out=args.out, ship=args.ship)
+    for key, value in metrics.items():
+        print(f"  {key:>24} {value:.4g}" if isinstance(value, float) else f"  {key:>24} {value}")
+    print(f"checkpoint: {directory}")
+    return 0
+
+
+def _geneval_score(args: argparse.Namespace) -> int:
+    from cotlab.geneval import score_folder
+
+    score_folder(args.dir, json_path=args.json)
+    return 0
+
+
+def _bench_evaluator(args: argparse.Namespace) -> int:
+    from cotlab.bench import bench_evaluator
+
+    options = {"n": args.n, "seed": args.seed}  # unset ones keep bench_evaluator's defaults
+    bench_evaluator(**{k: v for k, v in options.items() if v is not None}, json_path=args.json)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``cotlab`` and its subcommands."""
+    parser = argparse.ArgumentParser(
+        prog="cotlab",
+        description="cotlab: a workbook for modern image generation on the Shapes world. "
+                    "Start with `cotlab run --profile smoke`, or open the notebooks with `make lab`.",
+    )
+    parser.add_argument("--version", action="version", version=f"cotlab {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = commands.add_parser(
+        "run", help="execute the notebooks headless into runs/<time>-<profile>/",
+        description="Execute the notebooks in order with papermill. Each run writes a new folder "
+                    "runs/<time>-<profile>/ (or under $COTLAB_RUNS) with the executed notebooks, HTML pages, "
+                    "each notebook's figures and metrics.json, and summary.md. Exits 1 if a notebook failed.",
+    )
+    run.add_argument("--profile", choices=PROFILES, help=PROFILE_HELP)
+    run.add_argument("--only", metavar="NN,NN", help="run only these notebooks, by number, e.g. --only 00,02")
+    run.add_argument("-p", "--param", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
+                     help="set a parameter of every notebook's parameters cell, e.g. -p seed 3 "
+                          "(values read as papermill does: True/False/None, numbers, else text); repeatable")
+    run.add_argument("--stop-on-error", action="store_true", help="stop at the first failing notebook")
+    run.set_defaults(handler=_run)
+
+    train = commands.add_parser(
+        "train", help="train a model from scratch and save a checkpoint with its model card",
+        description="Train model NAME in the given profile, evaluate it and save a checkpoint "
+                    "(model.safetensors, config.json, MODEL_CARD.md). By default it goes to a new "
+                    "runs/train/NAME-PROFILE-TIME/; --ship replaces the shipped data/checkpoints/NAME.",
+    )
+    train.add_argument("name", metavar="NAME", help="the model to train, e.g. clip")
+    train.add_argument("--profile", choices=PROFILES, help=PROFILE_HELP)
+    train.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    where = train.add_mutually_exclusive_group()
+    where.add_argument("--ship", action="store_true", help="write to data/checkpoints/NAME, replacing the old one")
+    where.add_argument("--out", metavar="DIR", help="write logs and checkpoint to DIR (must be new or empty)")
+    train.set_defaults(handler=_train)
+
+    geneval = commands.add_parser("geneval", help="the GenEval benchmark on the Shapes world",
+                                  description="The GenEval benchmark, transposed to the Shapes world.")
+    geneval_commands = geneval.add_subparsers(dest="geneval_command", required=True, metavar="COMMAND")
+    score = geneval_commands.add_parser(
+        "score", help="score a folder of generated images",
+        description="Score images in GenEval's folder layout (DIR/00000/metadata.jsonl, "
+                    "DIR/00000/samples/0000.png …): prints each task's score and overall, the unweighted "
+                    "mean of the six tasks.",
+    )
+    score.add_argument("dir", metavar="DIR", help="the folder of generated images")
+    score.add_argument("--json", metavar="FILE", help="also write the scores to FILE as JSON")
+    score.set_defaults(handler=_geneval_score)
+
+    bench = commands.add_parser("bench", help="speed and accuracy benchmarks (tables and JSON)",
+                                description="Benchmarks that compare side by side in one run.")
+    bench_commands = bench.add_subparsers(dest="bench_command", required=True, metavar="COMMAND")
+    evaluator = bench_commands.add_parser(
+        "evaluator", help="the GenEval evaluator's speed and accuracy",
+        description="Benchmark the Shapes-world GenEval evaluator on N rendered scenes.",
+    )
+    evaluator.add_argument("--n", type=int, help="number of scenes (default: the benchmark's own)")
+    evaluator.add_argument("--seed", type=int, help="random seed (default: the benchmark's own)")
+    evaluator.add_argument("--json", metavar="FILE", help="also write the results to FILE as JSON")
+    evaluator.set_defaults(handler=_bench_evaluator)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``cotlab`` command; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    try:
+        return args.handler(args)
+    except (CotlabError, ValueError, FileNotFoundError) as e:
+        message = " ".join(str(e).split("\n")[0].split()) or type(e).__name__
+        print(f"cotlab: error: {message}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,307 @@
+"""Training and checkpoints: one home for each.
+
+- ``make_trainer`` builds every ``lightning.Trainer`` of the workbook from the profile;
+  ``seed_everything`` seeds Python, NumPy and torch (and dataloader workers).
+- A model module declares how it trains as ``RECIPE = Recipe(...)``; ``train(name, profile)`` runs it
+  (``cotlab train NAME``). Its LightningModule takes its config dataclass in ``__init__``, keeps it as
+  ``self.config`` (with ``max_steps`` and optionally ``max_minutes``) and names the class as ``Config``.
+- A checkpoint is a folder: ``model.safetensors`` (the state dict), ``config.json`` (class and config),
+  ``MODEL_CARD.md`` and ``card.json`` (how it was trained: command, commit, time, steps, metrics).
+  Shipped ones live in ``data/checkpoints/NAME``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass
+from datetime import datetime, timedelta, timezone
+from importlib import import_module
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint, ProgressBar, TQDMProgressBar
+from lightning.pytorch.loggers import CSVLogger
+from safetensors.torch import load_model, save_model
+
+from cotlab.errors import CotlabError
+from cotlab.io import (DATA_DIR, REPO_ROOT, RUNS_DIR, atomic_output, atomic_write_json,
+                       atomic_write_text, new_run_dir, timestamp)
+from cotlab.profiles import resolve_profile
+from cotlab.registry import get_recipe
+
+
+# ----------------------------------------------------------------------------------------- training
+
+def seed_everything(seed: int) -> int:
+    """Seed Python, NumPy, torch and dataloader workers, quietly."""
+    return L.seed_everything(seed, workers=True, verbose=False)
+
+
+def make_trainer(
+    profile: str | None,
+    *,
+    max_steps: int,
+    run_dir: str | Path,
+    name: str,
+    max_time: timedelta | str | None = None,
+    val_check_interval: int | float | None = None,
+    log_every_n_steps: int = 10,
+    enable_checkpointing: bool = False,
+    callbacks: Iterable[Callback] = (),
+    **overrides: Any,
+) -> L.Trainer:
+    """A Trainer for ``profile``: the device picked by Lightning, CSV logs in ``run_dir/name/version_N``.
+
+    Mixed precision (bf16) only on CUDA: on CPU, bf16 autocast was slower than fp32 at our sizes.
+    ``overrides`` go to ``lightning.Trainer`` as they are (e.g. ``devices=2``, ``limit_val_batches=4``).
+    """
+    profile = resolve_profile(profile)
+    callbacks = list(callbacks)
+    if overrides.get("enable_progress_bar", True) and not any(isinstance(c, ProgressBar) for c in callbacks):
+        callbacks.append(TQDMProgressBar(refresh_rate=10))
+    if enable_checkpointing and not any(isinstance(c, ModelCheckpoint) for c in callbacks):
+        callbacks.append(ModelCheckpoint())  # Lightning's .ckpt files, beside the logs
+    cuda_bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    settings = dict(
+        accelerator="auto",
+        devices=1,
+        precision="bf16-mixed" if cuda_bf16 else "32-true",
+        max_steps=max_steps,
+        max_time=max_time,
+        val_check_interval=val_check_interval,
+        log_every_n_steps=max(1, min(log_every_n_steps, max_steps)),  # short runs log at least once
+        logger=CSVLogger(run_dir, name=name),
+        default_root_dir=run_dir,
+        callbacks=callbacks,
+        enable_checkpointing=enable_checkpointing,
+        enable_model_summary=profile != "smoke",
+        num_sanity_val_steps=0,
+    )
+    return L.Trainer(**{**settings, **overrides})
+
+
+def fit(module: L.LightningModule, datamodule: L.LightningDataModule, *, profile: str | None,
+        run_dir: str | Path, name: str, **trainer_options: Any) -> L.Trainer:
+    """Train ``module`` for its config's ``max_steps`` (and at most ``max_minutes``); return the trainer.
+    ``trainer_options`` go to ``make_trainer`` (e.g. ``log_every_n_steps=1`` for a short demo)."""
+    max_minutes = getattr(module.config, "max_minutes", None)
+    trainer = make_trainer(profile, max_steps=module.config.max_steps, run_dir=run_dir, name=name,
+                           max_time=timedelta(minutes=max_minutes) if max_minutes else None,
+                           **trainer_options)
+    trainer.fit(module, datamodule=datamodule)
+    return trainer
+
+
+def logged_history(trainer: L.Trainer) -> dict[str, list[tuple[int, float]]]:
+    """What the trainer's CSV logger recorded: ``{name: [(step, value), ...]}``, for plotting."""
+    import csv
+
+    history: dict[str, list[tuple[int, float]]] = {}
+    with open(Path(trainer.logger.log_dir) / "metrics.csv") as f:
+        for row in csv.DictReader(f):
+            for key, value in row.items():
+                if key not in ("step", "epoch") and value not in ("", None):
+                    history.setdefault(key, []).append((int(row["step"]), float(value)))
+    return history
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How ``cotlab train NAME`` trains one model; each model module defines ``RECIPE = Recipe(...)``."""
+
+    name: str
+    build: Callable[[str], L.LightningModule]  # profile -> a fresh model
+    datamodule: Callable[[str, int], L.LightningDataModule]  # (profile, seed) -> its data
+    evaluate: Callable[[L.LightningModule, str], dict] | None = None  # (model, profile) -> headline metrics
+    description: str = ""
+
+
+def train(
+    name: str,
+    profile: str | None = None,
+    seed: int = 0,
+    out: str | Path | None = None,
+    ship: bool = False,
+) -> tuple[L.LightningModule, dict[str, Any], Path]:
+    """Train model ``name`` from scratch, evaluate it, and save a checkpoint; return (model, metrics, folder).
+
+    Logs go to ``out`` or a new ``runs/train/NAME-PROFILE-TIME/``; the checkpoint goes there too, or,
+    with ``ship``, replaces ``data/checkpoints/NAME`` (the old one stays until the new one is complete).
+    """
+    recipe = get_recipe(name)
+    profile = resolve_profile(profile)
+    if ship and out is not None:
+        raise CotlabError("--ship writes to data/checkpoints: leave out --out, or drop --ship")
+    if out is not None:
+        run_dir = Path(out)
+        if run_dir.exists() and any(run_dir.iterdir()):
+            raise CotlabError(f"{out} is not empty: choose a new --out folder")
+    else:
+        run_dir = new_run_dir(RUNS_DIR / "train", f"{name}-{profile}-{timestamp()}")
+
+    seed_everything(seed)
+    module = recipe.build(profile)
+    start = time.perf_counter()
+    trainer = fit(module, recipe.datamodule(profile, seed), profile=profile, run_dir=run_dir, name=name)
+    train_seconds = time.perf_counter() - start
+
+    module.eval()
+    metrics = {k: v.item() for k, v in trainer.callback_metrics.items() if v.numel() == 1}
+    if recipe.evaluate is not None:
+        with torch.no_grad():
+            metrics.update(recipe.evaluate(module, profile))
+
+    card = dict(
+        name=name,
+        profile=profile,
+        command=f"cotlab train {name} --profile {profile} --seed {seed}" + (" --ship" if ship else ""),
+        train_seconds=train_seconds,
+        steps=trainer.global_step,
+        metrics=metrics,
+    )
+    if ship:
+        directory = _replace_folder(DATA_DIR / "checkpoints" / name, lambda tmp: save_checkpoint(module, tmp, **card))
+    else:
+        directory = save_checkpoint(module, run_dir, **card)
+    return module, metrics, directory
+
+
+def _replace_folder(target: Path, write: Callable[[Path], Any]) -> Path:
+    """Let ``write`` fill a new sibling folder, then swap it in for ``target`` (removing the old one)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    new = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}-new-"))
+    os.chmod(new, 0o755)  # mkdtemp makes it private
+    try:
+        write(new)
+        if target.exists():
+            old = new.with_name(new.name.replace("-new-", "-old-"))
+            os.rename(target, old)
+            os.rename(new, target)
+            shutil.rmtree(old)
+        else:
+            os.rename(new, target)
+    finally:
+        shutil.rmtree(new, ignore_errors=True)  # only left if something failed
+    return target
+
+
+# -------------------------------------------------------------------------------------- checkpoints
+
+def save_checkpoint(
+    module: L.LightningModule,
+    directory: str | Path,
+    *,
+    name: str,
+    profile: str,
+    command: str,
+    train_seconds: float,
+    steps: int,
+    metrics: dict[str, Any],
+) -> Path:
+    """Write ``module`` as a checkpoint folder with its model card; each file atomically."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    cls = type(module)
+    class_path = f"{cls.__module__}.{cls.__qualname__}"
+    with atomic_output(directory / "model.safetensors") as tmp:
+        save_model(module, str(tmp))  # tensors made contiguous; tied weights stored once
+    atomic_write_json(directory / "config.json",
+                      {"class": class_path, "name": name, "profile": profile, "config": asdict(module.config)})
+    card = {
+        "name": name,
+        "class": class_path,
+        "description": (cls.__doc__ or "").strip().split("\n")[0],
+        "parameters": sum(p.numel() for p in module.parameters()),
+        "profile": profile,
+        "command": command,
+        "commit": _git_commit(),
+        "date": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "train_seconds": round(train_seconds, 1),
+        "steps": steps,
+        "metrics": metrics,
+    }
+    atomic_write_json(directory / "card.json", card)
+    atomic_write_text(directory / "MODEL_CARD.md", _model_card_markdown(card))
+    return directory
+
+
+def load_checkpoint(name_or_path: str | Path, map_location: str | torch.device = "cpu") -> L.LightningModule:
+    """Load a checkpoint folder, or the shipped checkpoint ``name``, as a model in eval mode.
+
+    A ``Path``, or a string containing ``/``, is a folder; any other string names ``data/checkpoints/NAME``.
+    """
+    directory = _checkpoint_folder(name_or_path)
+    saved = json.loads((directory / "config.json").read_text())
+    module_name, class_name = saved["class"].rsplit(".", 1)
+    cls = getattr(import_module(module_name), class_name)
+    module = cls(cls.Config(**saved["config"]))
+    load_model(module, directory / "model.safetensors")  # strict: every tensor must match
+    return module.to(map_location).eval()
+
+
+def checkpoint_card(name_or_path: str | Path) -> dict[str, Any]:
+    """The facts of a checkpoint's model card: command, commit, date, time, steps, metrics …"""
+    return json.loads((_checkpoint_folder(name_or_path) / "card.json").read_text())
+
+
+def _checkpoint_folder(name_or_path: str | Path) -> Path:
+    """The folder behind a checkpoint name or path, or a one-line error naming the fix."""
+    if isinstance(name_or_path, Path) or "/" in name_or_path or os.sep in name_or_path:
+        directory = Path(name_or_path)
+        if not (directory / "config.json").is_file():
+            raise FileNotFoundError(f"no checkpoint at {directory}: expected a folder with model.safetensors "
+                                    "and config.json, as written by cotlab train")
+        return directory
+    directory = DATA_DIR / "checkpoints" / name_or_path
+    if not (directory / "config.json").is_file():
+        shown = os.path.relpath(directory, REPO_ROOT) if directory.is_relative_to(REPO_ROOT) else directory
+        raise FileNotFoundError(f"no checkpoint '{name_or_path}' at {shown} — "
+                                f"train it with: cotlab train {name_or_path} --profile cpu --ship")
+    return directory
+
+
+def _git_commit() -> str:
+    """The repository's short commit, with ``-dirty`` if tracked files changed since; else "unknown"."""
+    def git(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=30)
+
+    try:
+        head = git("rev-parse", "--short", "HEAD")
+        if head.returncode != 0:
+            return "unknown"
+        dirty = git("diff", "--quiet", "HEAD").returncode != 0
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+    return head.stdout.strip() + ("-dirty" if dirty else "")
+
+
+def _model_card_markdown(card: dict[str, Any]) -> str:
+    """The human-readable model card."""
+    def fmt(value: Any) -> str:
+        return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+    facts = [
+        ("class", f"`{card['class']}`"),
+        ("parameters", f"{card['parameters']:,}"),
+        ("profile", card["profile"]),
+        ("trained with", f"`{card['command']}`"),
+        ("commit", card["commit"]),
+        ("date (UTC)", card["date"]),
+        ("training time", f"{card['train_seconds'] / 60:.1f} min"),
+        ("steps", card["steps"]),
+    ]
+    lines = [f"# Model card: {card['name']}", "", card["description"] or card["class"], "", "| | |", "|---|---|"]
+    lines += [f"| {key} | {value} |" for key, value in facts]
+    lines += ["", "## Metrics", "", "| metric | value |", "|---|---|"]
+    lines += [f"| {key} | {fmt(value)} |" for key, value in card["metrics"].items()] or ["| (none) | |"]
+    lines += ["", "Load it with `cotlab.harness.load_checkpoint(FOLDER)`, or by name once shipped to "
+                  f"data/checkpoints: `load_checkpoint(\"{card['name']}\")`.", ""]
+    return "\n".join(lines)

@@ -1,0 +1,96 @@
+"""Figures the notebooks share: image grids, training curves, bar charts of per-task scores.
+
+Every function returns its ``Figure`` and, given ``save=`` a run folder, also writes it there as PNG,
+so a headless run keeps its pictures.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from matplotlib.figure import Figure
+
+
+def _save(fig: Figure, save: str | Path | None, name: str) -> Figure:
+    if save is not None:
+        fig.savefig(Path(save) / f"{name}.png", dpi=120, bbox_inches="tight")
+    return fig
+
+
+def as_image(x) -> np.ndarray:
+    """(3, H, W) float in [0, 1] or (H, W, 3) uint8 -> (H, W, 3) for imshow."""
+    if isinstance(x, torch.Tensor):
+        x = x.detach().cpu().float().clamp(0, 1).permute(1, 2, 0).numpy()
+    return x
+
+
+def image_grid(images, titles=None, ncols: int = 8, size: float = 1.6, save=None,
+               name: str = "grid", suptitle: str | None = None) -> Figure:
+    """Images in a grid, each with an optional title (captions wrap onto two lines)."""
+    n = len(images)
+    nrows = -(-n // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(ncols * size, nrows * (size + 0.35)),
+                             squeeze=False)
+    for i, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if i < n:
+            ax.imshow(as_image(images[i]), interpolation="nearest")
+            if titles is not None:
+                ax.set_title(_wrap(titles[i]), fontsize=7)
+    if suptitle:
+        fig.suptitle(suptitle)
+    fig.tight_layout()
+    return _save(fig, save, name)
+
+
+def _wrap(text: str, width: int = 24) -> str:
+    text = text.removeprefix("a photo of ")
+    words, lines, line = text.split(), [], ""
+    for w in words:
+        if len(line) + len(w) + 1 > width and line:
+            lines.append(line)
+            line = w
+        else:
+            line = f"{line} {w}".strip()
+    return "\n".join(lines + [line])
+
+
+def curves(history: dict[str, list[tuple[int, float]]], save=None, name: str = "curves",
+           title: str | None = None) -> Figure:
+    """Training curves: one panel per logged quantity, value against step."""
+    keys = list(history)
+    fig, axes = plt.subplots(1, len(keys), figsize=(4 * len(keys), 3), squeeze=False)
+    for ax, key in zip(axes.flat, keys):
+        steps, values = zip(*history[key]) if history[key] else ((), ())
+        ax.plot(steps, values, marker="." if len(steps) < 30 else None)
+        ax.set_xlabel("step")
+        ax.set_title(key)
+        ax.grid(alpha=0.3)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return _save(fig, save, name)
+
+
+def task_bars(scores: dict[str, dict[str, float]], save=None, name: str = "tasks",
+              title: str | None = None, target: float | None = None) -> Figure:
+    """Grouped bars: for each series (e.g. a model), its score on each task."""
+    series = list(scores)
+    tasks = list(next(iter(scores.values())))
+    x = np.arange(len(tasks))
+    width = 0.8 / len(series)
+    fig, ax = plt.subplots(figsize=(1.3 * len(tasks) + 2, 3.2))
+    for k, s in enumerate(series):
+        ax.bar(x + k * width - 0.4 + width / 2, [scores[s][t] for t in tasks], width, label=s)
+    ax.set_xticks(x, [t.replace("_", "\n") for t in tasks], fontsize=8)
+    ax.set_ylim(0, 1.05)
+    if target is not None:
+        ax.axhline(target, color="k", ls="--", lw=0.8)
+    if len(series) > 1:
+        ax.legend(fontsize=8)
+    if title:
+        ax.set_title(title)
+    fig.tight_layout()
+    return _save(fig, save, name)

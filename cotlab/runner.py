@@ -1,0 +1,186 @@
+"""``cotlab run``: execute the notebooks headless with papermill, each run into a new folder.
+
+A run folder ``runs/<YYYYmmdd-HHMMSS>-<profile>/`` holds, for each notebook ``NN_name``: the executed
+``NN_name.ipynb``, its ``NN_name.html`` page and the ``NN_name/`` folder where the notebook writes its
+figures and ``metrics.json``; plus ``summary.md`` and ``summary.json`` over all of them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from cotlab.errors import CotlabError
+from cotlab.io import REPO_ROOT, RUNS_DIR, atomic_write_json, atomic_write_text, new_run_dir, timestamp
+from cotlab.profiles import resolve_profile
+
+NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
+STATUS_MARK = {"ok": "✓", "failed": "✗", "skipped": "–"}
+
+
+def parse_value(text: str) -> Any:
+    """Read a ``-p NAME VALUE`` value as papermill does: True/False/None, int, float, else the string."""
+    constants = {"True": True, "False": False, "None": None}
+    if text in constants:
+        return constants[text]
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def list_notebooks(notebooks_dir: str | Path = NOTEBOOKS_DIR, only: list[str] | None = None) -> list[Path]:
+    """The ``NN_*.ipynb`` notebooks in reading order, or those whose number is in ``only``."""
+    notebooks = sorted(Path(notebooks_dir).resolve().glob("[0-9][0-9]_*.ipynb"))
+    if not notebooks:
+        raise CotlabError(f"no NN_*.ipynb notebooks in {notebooks_dir}")
+    if only is None:
+        return notebooks
+    available = [nb.name[:2] for nb in notebooks]
+    unknown = [n for n in only if n not in available]
+    if unknown:
+        raise CotlabError(f"no notebook numbered {', '.join(unknown)}: choose from {', '.join(available)}")
+    return [nb for nb in notebooks if nb.name[:2] in only]
+
+
+def run_notebooks(
+    profile: str | None = None,
+    only: list[str] | None = None,
+    params: dict[str, Any] | None = None,
+    stop_on_error: bool = False,
+    out_root: str | Path | None = None,
+    notebooks_dir: str | Path = NOTEBOOKS_DIR,
+) -> Path:
+    """Execute the notebooks in ``profile`` with ``params`` injected; return the new run folder.
+
+    A failing notebook is recorded (its cell and error) and the run goes on, unless ``stop_on_error``.
+    """
+    import papermill
+    from papermill.exceptions import PapermillExecutionError
+
+    profile = resolve_profile(profile)
+    params = dict(params or {})
+    if "profile" in params:
+        raise CotlabError("set the profile with --profile, not -p profile")
+    if "run_dir" in params:
+        raise CotlabError("cotlab run chooses each notebook's run_dir itself: drop -p run_dir")
+    notebooks = list_notebooks(notebooks_dir, only)
+    out = new_run_dir(out_root or RUNS_DIR, f"{timestamp()}-{profile}").resolve()
+    print(f"cotlab run: {len(notebooks)} notebook(s), profile {profile}, into {out}")
+
+    results: list[dict[str, Any]] = []
+    for i, nb in enumerate(notebooks, 1):
+        if stop_on_error and any(r["status"] == "failed" for r in results):
+            results.append({"notebook": nb.stem, "status": "skipped", "minutes": 0.0, "metrics": {}, "error": None})
+            continue
+        print(f"[{i}/{len(notebooks)}] {nb.stem}")
+        run_dir = out / nb.stem
+        error = None
+        start = time.perf_counter()
+        try:
+            with _environment(COTLAB_PROFILE=profile):
+                papermill.execute_notebook(
+                    nb, out / nb.name,
+                    parameters={"profile": profile, "run_dir": str(run_dir), **params},
+                    cwd=nb.parent, kernel_name="python3", progress_bar=True, execution_timeout=None,
+                )
+        except PapermillExecutionError as e:
+            error = {"cell": e.cell_index, "execution_count": e.exec_count, "name": e.ename, "message": e.evalue}
+        except Exception as e:  # the kernel died, could not start, …
+            error = {"cell": None, "execution_count": None, "name": type(e).__name__, "message": str(e)}
+        result = {
+            "notebook": nb.stem,
+            "status": "failed" if error else "ok",
+            "minutes": (time.perf_counter() - start) / 60,
+            "metrics": _read_metrics(run_dir),
+            "error": error,
+        }
+        results.append(result)
+        print(f"    {STATUS_MARK[result['status']]} {result['minutes']:.2f} min  "
+              f"{_failure(error) or _headline(result['metrics'])}")
+        if (out / nb.name).exists():
+            _export_html(out / nb.name, out / f"{nb.stem}.html")
+        _write_summary(out, profile, params, results)
+
+    summary = _write_summary(out, profile, params, results)
+    print()
+    print(summary)
+    print(f"summary: {out / 'summary.md'}")
+    return out
+
+
+@contextmanager
+def _environment(**values: str) -> Iterator[None]:
+    """Set environment variables (inherited by the kernel) for the duration of the block."""
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def _read_metrics(run_dir: Path) -> dict[str, Any]:
+    """The notebook's ``metrics.json``, or ``{}`` if it wrote none (or a broken one)."""
+    try:
+        return json.loads((run_dir / "metrics.json").read_text())
+    except (FileNotFoundError, ValueError):
+        return {}
+
+
+def _export_html(notebook: Path, html: Path) -> None:
+    """Render an executed notebook as a standalone HTML page."""
+    from nbconvert import HTMLExporter
+
+    body, _ = HTMLExporter().from_filename(str(notebook))
+    atomic_write_text(html, body)
+
+
+def _headline(metrics: dict[str, Any]) -> str:
+    """The top-level numbers of a metrics.json, on one line."""
+    numbers = {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    return ", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in numbers.items())
+
+
+def _failure(error: dict[str, Any] | None) -> str:
+    """Where a notebook failed and with what, on one line."""
+    if error is None:
+        return ""
+    where = "" if error["cell"] is None else f"cell {error['cell']}"
+    if error["execution_count"] is not None:
+        where += f" (In [{error['execution_count']}])"
+    message = (str(error["message"]).strip().splitlines() or [""])[0][:200]
+    return f"{where}: {error['name']}: {message}".removeprefix(": ").replace("|", "\\|")
+
+
+def _write_summary(out: Path, profile: str, params: dict[str, Any], results: list[dict[str, Any]]) -> str:
+    """Write ``summary.md`` and ``summary.json`` for the notebooks run so far; return the markdown."""
+    failed = sum(r["status"] == "failed" for r in results)
+    lines = [
+        f"# cotlab run {out.name}",
+        "",
+        f"Profile `{profile}`, parameters `{params}`: {len(results)} notebook(s), {failed} failed, "
+        f"{sum(r['minutes'] for r in results):.1f} min in all. Each notebook's executed copy, HTML page "
+        "and folder of figures and metrics.json sit beside this file.",
+        "",
+        "| notebook | status | minutes | metrics | error |",
+        "|---|---|---|---|---|",
+    ]
+    lines += [f"| {r['notebook']} | {STATUS_MARK[r['status']]} | {r['minutes']:.2f} | "
+              f"{_headline(r['metrics'])} | {_failure(r['error'])} |" for r in results]
+    markdown = "\n".join(lines) + "\n"
+    atomic_write_text(out / "summary.md", markdown)
+    atomic_write_json(out / "summary.json", {"run": out.name, "profile": profile, "parameters": params,
+                                             "notebooks": results})
+    return markdown

@@ -1,0 +1,160 @@
+"""Harness: atomic files, run folders, checkpoints, the Trainer and train()."""
+
+import json
+from dataclasses import dataclass
+from typing import ClassVar
+
+import lightning as L
+import pytest
+import torch
+from lightning.pytorch.accelerators import CPUAccelerator, CUDAAccelerator
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from cotlab import harness, io, registry
+from cotlab.errors import CotlabError
+from cotlab.harness import Recipe, checkpoint_card, load_checkpoint, make_trainer, save_checkpoint, train
+from cotlab.profiles import ProfileConfig
+
+
+@dataclass
+class TinyConfig(ProfileConfig):
+    width: int = 4
+    max_steps: int = 2
+    PROFILES: ClassVar[dict[str, dict]] = {"smoke": {"width": 3}}
+
+
+class TinyModel(L.LightningModule):
+    """A linear regression, standing in for a real model."""
+
+    Config = TinyConfig
+
+    def __init__(self, config: TinyConfig):
+        super().__init__()
+        self.config = config
+        self.net = nn.Linear(config.width, 1)
+        self.register_buffer("calls", torch.zeros(()))
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        loss = nn.functional.mse_loss(self.net(x), y)
+        self.log("train_loss", loss)
+        return loss
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+
+class TinyData(L.LightningDataModule):
+    def __init__(self, width: int, seed: int):
+        super().__init__()
+        g = torch.Generator().manual_seed(seed)
+        x = torch.randn(32, width, generator=g)
+        self.data = TensorDataset(x, x.sum(1, keepdim=True))
+
+    def train_dataloader(self):
+        return DataLoader(self.data, batch_size=8)
+
+
+TINY_RECIPE = Recipe(
+    name="tiny",
+    build=lambda profile: TinyModel(TinyConfig.for_profile(profile)),
+    datamodule=lambda profile, seed: TinyData(TinyConfig.for_profile(profile).width, seed),
+    evaluate=lambda model, profile: {"score": 0.5},
+    description="a stand-in",
+)
+
+
+def test_atomic_writes_leave_no_temp_files(tmp_path):
+    io.atomic_write_text(tmp_path / "a" / "x.txt", "one")
+    io.atomic_write_text(tmp_path / "a" / "x.txt", "two")
+    io.atomic_write_json(tmp_path / "a" / "y.json", {"t": torch.tensor(1.5), "p": tmp_path})
+    assert (tmp_path / "a" / "x.txt").read_text() == "two"
+    assert json.loads((tmp_path / "a" / "y.json").read_text()) == {"t": 1.5, "p": str(tmp_path)}
+    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == ["x.txt", "y.json"]
+
+
+def test_failed_atomic_write_keeps_the_old_file(tmp_path):
+    path = io.atomic_write_text(tmp_path / "x.txt", "old")
+    with pytest.raises(TypeError):
+        io.atomic_write_json(path, {"bad": object()})
+    assert path.read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["x.txt"]
+
+
+def test_new_run_dir_never_returns_an_existing_folder(tmp_path):
+    dirs = [io.new_run_dir(tmp_path, "run") for _ in range(3)]
+    assert [d.name for d in dirs] == ["run", "run-2", "run-3"]
+    assert all(d.is_dir() for d in dirs)
+
+
+def test_write_metrics_merges(tmp_path):
+    io.write_metrics(tmp_path, {"loss": 1.0, "geneval": {"overall": 0.5}})
+    io.write_metrics(tmp_path, {"loss": 0.5, "steps": 3})
+    assert json.loads((tmp_path / "metrics.json").read_text()) == {
+        "loss": 0.5, "geneval": {"overall": 0.5}, "steps": 3}
+
+
+def test_checkpoint_round_trip(tmp_path):
+    model = TinyModel(TinyConfig(width=5))
+    folder = save_checkpoint(model, tmp_path / "ckpt", name="tiny", profile="smoke", command="cotlab train tiny",
+                             train_seconds=12.0, steps=2, metrics={"score": 0.25})
+    assert sorted(p.name for p in folder.iterdir()) == ["MODEL_CARD.md", "card.json", "config.json",
+                                                        "model.safetensors"]
+    loaded = load_checkpoint(folder)
+    assert type(loaded) is TinyModel and loaded.config == model.config and not loaded.training
+    assert loaded.state_dict().keys() == model.state_dict().keys()
+    for key, value in model.state_dict().items():
+        assert torch.equal(loaded.state_dict()[key], value)
+    card = checkpoint_card(folder)
+    assert card["steps"] == 2 and card["metrics"] == {"score": 0.25} and card["profile"] == "smoke"
+    assert card["commit"] and card["date"].endswith("Z")
+    text = (folder / "MODEL_CARD.md").read_text()
+    assert "cotlab train tiny" in text and "| score | 0.25 |" in text
+
+
+def test_missing_checkpoint_names_the_fix(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"^no checkpoint 'nosuch' at .*nosuch — "
+                                                r"train it with: cotlab train nosuch --profile cpu --ship$"):
+        load_checkpoint("nosuch")
+    with pytest.raises(FileNotFoundError, match="no checkpoint at"):
+        load_checkpoint(tmp_path / "empty")
+
+
+def test_make_trainer_picks_the_device_and_fits(tmp_path):
+    trainer = make_trainer("smoke", max_steps=2, run_dir=tmp_path, name="tiny")
+    expected = CUDAAccelerator if torch.cuda.is_available() else CPUAccelerator
+    assert isinstance(trainer.accelerator, expected)
+    trainer.fit(TinyModel(TinyConfig()), datamodule=TinyData(4, seed=0))
+    assert trainer.global_step == 2
+    assert (tmp_path / "tiny" / "version_0" / "metrics.csv").exists()
+
+
+@pytest.fixture
+def tiny_registered(monkeypatch, tmp_path):
+    """Register the tiny recipe, with runs and data in tmp_path."""
+    monkeypatch.setitem(registry.RECIPES, "tiny", f"{__name__}:TINY_RECIPE")
+    monkeypatch.setattr(harness, "RUNS_DIR", tmp_path / "runs")
+    monkeypatch.setattr(harness, "DATA_DIR", tmp_path / "data")
+
+
+def test_train_saves_a_run_then_ships(tiny_registered, tmp_path):
+    model, metrics, folder = train("tiny", "smoke", seed=1)
+    assert folder.parent == tmp_path / "runs" / "train" and folder.name.startswith("tiny-smoke-")
+    assert metrics["score"] == 0.5 and "train_loss" in metrics
+    assert checkpoint_card(folder)["steps"] == 2 and model.config.width == 3
+
+    for _ in range(2):  # shipping again replaces the folder
+        _, _, shipped = train("tiny", "smoke", ship=True)
+    assert shipped == tmp_path / "data" / "checkpoints" / "tiny"
+    assert checkpoint_card("tiny")["command"] == "cotlab train tiny --profile smoke --seed 0 --ship"
+    assert [p.name for p in shipped.parent.iterdir()] == ["tiny"]  # no temp folders left
+    assert load_checkpoint("tiny").config.width == 3
+
+
+def test_train_refuses_a_used_out_folder(tiny_registered, tmp_path):
+    (tmp_path / "used").mkdir()
+    (tmp_path / "used" / "keep.txt").write_text("mine")
+    with pytest.raises(CotlabError, match="not empty"):
+        train("tiny", "smoke", out=tmp_path / "used")
+    assert (tmp_path / "used" / "keep.txt").read_text() == "mine"
