@@ -3,6 +3,9 @@
 ``bench_evaluator`` measures the exact detector against the renderer's ground truth: on clean
 renders, half of them edited to fail (a missing object, a wrong count, colour or relation), and on
 the same scenes degraded the way generated images are.
+
+``bench_tokenizers`` puts every shipped tokenizer side by side on the same scenes: rate (tokens and
+bits per image), quality (PSNR, SSIM, evaluator agreement, Shapes-FD), codebook use and throughput.
 """
 from __future__ import annotations
 
@@ -10,6 +13,7 @@ import time
 from dataclasses import replace
 
 import numpy as np
+import torch
 from scipy import ndimage
 from tqdm.auto import tqdm
 
@@ -150,4 +154,127 @@ def format_evaluator(result: dict) -> str:
         lines.append(f"| {t} | " + " | ".join(f"{r['per_tag'][t]:.4f}" for r in result.values()) + " |")
     lines += ["", "| one degradation | verdict accuracy |", "|---|---|"]
     lines += [f"| {d} | {a:.4f} |" for d, a in result["degraded"]["per_degradation"].items()]
+    return "\n".join(lines)
+
+
+# --- tokenizers --------------------------------------------------------------------------------
+TOKENIZERS = ("vq_f8", "vq_f4", "vq_f8_plain", "dcae_f8", "dcae_f4", "dcae_f8_noshortcut",
+              "hybrid_f8", "hybrid_f8_alternating")
+
+
+def throughput(model, images: torch.Tensor, repeats: int = 3, **options) -> dict[str, float | None]:
+    """Images per second of ``reconstruct`` and of its two halves on one batch, after a warm-up.
+
+    Encoding is ``encode_indices`` (discrete) or ``encode`` (continuous); decoding is timed as
+    reconstruct − encode, since ``reconstruct`` is encode then decode. Each time is the best of
+    ``repeats`` (the least disturbed by other work on the machine). Without an encode method only
+    reconstruct is timed.
+    """
+    from .tokenizers.metrics import device_of
+
+    images = images.to(device_of(model))
+    encode = getattr(model, "encode_indices", None) or getattr(model, "encode", None)
+
+    def best(fn) -> float:
+        fn()  # warm-up
+        times = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            fn()
+            if images.is_cuda:
+                torch.cuda.synchronize()
+            times.append(time.perf_counter() - t0)
+        return min(times)
+
+    with torch.no_grad():
+        t_rec = best(lambda: model.reconstruct(images, **options))
+        t_enc = best(lambda: encode(images)) if encode is not None else None
+    B = len(images)
+    return {"reconstruct_per_s": B / t_rec,
+            "encode_per_s": B / t_enc if t_enc else None,
+            "decode_per_s": B / (t_rec - t_enc) if t_enc and t_rec > t_enc else None}
+
+
+def bench_tokenizers(names: list[str] | None = None, n: int = 500, seed: int = 0,
+                     json_path: str | None = None, world: World = World(), batch_size: int = 256) -> dict:
+    """Every shipped tokenizer side by side on the same ``n`` scenes: tokens and bits per image,
+    PSNR, SSIM, evaluator agreement, Shapes-FD, codebook usage and perplexity, and encode/decode
+    throughput on one batch of ``batch_size``. A hybrid gives two rows, discrete-only and
+    discrete+residual. Named tokenizers must have checkpoints; without ``names``, the missing
+    ones are skipped with a note."""
+    from . import harness
+    from .errors import CotlabError
+    from .registry import RECIPES
+    from .shapes import make_batch
+    from .tokenizers.metrics import evaluate_tokenizer, variants
+
+    unknown = [name for name in names or () if name not in RECIPES and "/" not in name]
+    if unknown:
+        raise CotlabError(f"unknown tokenizer {unknown[0]!r}: choose from {', '.join(TOKENIZERS)}, "
+                          "or give a checkpoint folder")
+    models = {}
+    for name in names or TOKENIZERS:
+        try:
+            models[name] = harness.load_checkpoint(name)
+        except FileNotFoundError as e:
+            if names:
+                raise
+            print(f"skipped: {e}")
+    if not models:
+        raise CotlabError("no tokenizer checkpoint is shipped: train one with "
+                          f"cotlab train NAME --profile cpu --ship (NAME one of {', '.join(TOKENIZERS)})")
+    try:
+        classifier = harness.load_checkpoint("shapes_classifier")
+        accuracy = harness.checkpoint_card("shapes_classifier")["metrics"].get("cell_accuracy")
+    except FileNotFoundError as e:
+        classifier, accuracy = None, None
+        print(f"no Shapes-FD: {e}")
+    images = make_batch(world, np.random.default_rng(seed + 1), batch_size)["image"]  # for timing
+    rows = []
+    for name, model in tqdm(models.items(), desc="tokenizer bench", mininterval=2):
+        for label, options in variants(model).items():
+            metrics = evaluate_tokenizer(model, n, seed, world, classifier, **options)
+            rows.append({"tokenizer": f"{name} ({label})" if label else name, "checkpoint": name,
+                         **options, **metrics, **throughput(model, images, **options)})
+    result = {"n": n, "seed": seed, "timing_batch": batch_size,
+              "shapes_fd_classifier": None if classifier is None else
+              {"checkpoint": "shapes_classifier", "cell_accuracy": accuracy},
+              "rows": rows}
+    print(format_tokenizers(result))
+    if json_path:
+        atomic_write_json(json_path, result)
+    return result
+
+
+def format_tokenizers(result: dict) -> str:
+    def cell(row, key, fmt):
+        value = row.get(key)
+        return "—" if value is None else format(value, fmt)
+
+    columns = [("tokens", "tokens_per_image", "d"), ("bits", "bits_per_image", ".0f"),
+               ("PSNR dB", "psnr", ".2f"), ("SSIM", "ssim", ".4f"), ("agreement", "agreement", ".3f"),
+               ("Shapes-FD", "shapes_fd", ".4f"), ("usage", "usage", ".2f"),
+               ("perplexity", "perplexity", ".1f"), ("encode img/s", "encode_per_s", ".0f"),
+               ("decode img/s", "decode_per_s", ".0f")]
+    lines = ["| tokenizer | " + " | ".join(c[0] for c in columns) + " |",
+             "|---|" + "---|" * len(columns)]
+    lines += [f"| {r['tokenizer']} | " + " | ".join(cell(r, key, fmt) for _, key, fmt in columns) + " |"
+              for r in result["rows"]]
+    by_checkpoint = {}
+    for r in result["rows"]:
+        if "residual" in r:
+            by_checkpoint.setdefault(r["checkpoint"], {})[r["residual"]] = r
+    for name, pair in by_checkpoint.items():
+        if len(pair) == 2:
+            d, c = pair[False], pair[True]
+            lines.append(f"\n{name}: the residual adds {c['psnr'] - d['psnr']:+.2f} dB PSNR; "
+                         f"agreement {d['agreement']:.3f} → {c['agreement']:.3f}; "
+                         f"bits ×{c['bits_per_image'] / d['bits_per_image']:.1f}")
+    fd = result["shapes_fd_classifier"]
+    accuracy = "?" if fd is None or fd["cell_accuracy"] is None else f"{fd['cell_accuracy']:.4f}"
+    lines.append(f"\n{result['n']} scenes (seed {result['seed']}); throughput on one batch of "
+                 f"{result['timing_batch']}, decode = reconstruct − encode. "
+                 + ("Shapes-FD: not computed (no shapes_classifier checkpoint)." if fd is None else
+                    f"Shapes-FD in the features of shapes_classifier (cell accuracy {accuracy}); "
+                    "not comparable to Inception FID."))
     return "\n".join(lines)

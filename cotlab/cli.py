@@ -53,6 +53,15 @@ def _bench_evaluator(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench_tokenizers(args: argparse.Namespace) -> int:
+    from cotlab.bench import bench_tokenizers
+
+    names = [n.strip() for n in args.only.split(",") if n.strip()] if args.only else None
+    options = {"n": args.n, "seed": args.seed}  # unset ones keep bench_tokenizers' defaults
+    bench_tokenizers(names, **{k: v for k, v in options.items() if v is not None}, json_path=args.json)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``cotlab`` and its subcommands."""
     parser = argparse.ArgumentParser(
@@ -115,6 +124,20 @@ def build_parser() -> argparse.ArgumentParser:
     evaluator.add_argument("--seed", type=int, help="random seed (default: the benchmark's own)")
     evaluator.add_argument("--json", metavar="FILE", help="also write the results to FILE as JSON")
     evaluator.set_defaults(handler=_bench_evaluator)
+    tokenizers = bench_commands.add_parser(
+        "tokenizers", help="the shipped tokenizers side by side: rate, quality, codebook use, speed",
+        description="Benchmark every shipped tokenizer checkpoint on the same N scenes: tokens and bits "
+                    "per image, PSNR, SSIM, evaluator agreement, Shapes-FD, codebook usage and "
+                    "perplexity, encode and decode images/s. A hybrid gives a discrete-only and a "
+                    "discrete+residual row. Missing checkpoints are skipped with a note, unless named "
+                    "with --only.",
+    )
+    tokenizers.add_argument("--n", type=int, help="number of scenes (default: the benchmark's own)")
+    tokenizers.add_argument("--seed", type=int, help="random seed (default: the benchmark's own)")
+    tokenizers.add_argument("--only", metavar="NAME,NAME",
+                            help="benchmark only these checkpoints, e.g. --only vq_f8,hybrid_f8")
+    tokenizers.add_argument("--json", metavar="FILE", help="also write the results to FILE as JSON")
+    tokenizers.set_defaults(handler=_bench_tokenizers)
     return parser
 
 

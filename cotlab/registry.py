@@ -13,6 +13,15 @@ if TYPE_CHECKING:
 # name -> "module:attribute" of its Recipe
 RECIPES = {
     "clip": "cotlab.clip:RECIPE",
+    "shapes_classifier": "cotlab.tokenizers.metrics:RECIPE",
+    "vq_f8": "cotlab.tokenizers.vq:RECIPE_F8",
+    "vq_f4": "cotlab.tokenizers.vq:RECIPE_F4",
+    "vq_f8_plain": "cotlab.tokenizers.vq:RECIPE_F8_PLAIN",
+    "dcae_f8": "cotlab.tokenizers.dcae:RECIPE_F8",
+    "dcae_f4": "cotlab.tokenizers.dcae:RECIPE_F4",
+    "dcae_f8_noshortcut": "cotlab.tokenizers.dcae:RECIPE_F8_NOSHORTCUT",
+    "hybrid_f8": "cotlab.tokenizers.hybrid:RECIPE",
+    "hybrid_f8_alternating": "cotlab.tokenizers.hybrid:RECIPE_ALTERNATING",
 }
 
 

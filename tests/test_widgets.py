@@ -113,3 +113,71 @@ def test_prompt_list_keeps_the_last_few():
     assert len(composer.prompts) == 8
     assert composer.prompts[0]["prompt"] == "a photo of four triangles"
     assert all(m["tag"] == "counting" for m in composer.prompts)
+
+
+# --- the token viewer, on stand-in tokenizers ----------------------------------------------------
+from tokenizer_standins import Blur, CellColours, HybridCells  # noqa: E402
+
+from cotlab.widgets import TokenViewer  # noqa: E402
+
+
+def titles(fig) -> list[str]:
+    return [ax.get_title() for ax in fig.axes]
+
+
+@pytest.fixture
+def viewer():
+    return TokenViewer({"cells": CellColours(), "hybrid": HybridCells(), "blur": Blur(2.0)}, n=8)
+
+
+def test_token_viewer_shows_indices_usage_and_is_deterministic(viewer):
+    a, b = viewer.render(3, "cells"), viewer.render(3, "cells")
+    assert titles(a) == titles(b) == ["original ✓", titles(a)[1], "codebook indices (4×4 of 8 codes)",
+                                      titles(a)[3]]
+    codes = viewer.tokens("cells")["indices"][3].tolist()
+    assert [t.get_text() for t in a.axes[2].texts] == [str(c) for c in codes]  # the numbers drawn in
+    assert titles(a)[3].startswith("usage ") and "perplexity" in titles(a)[3]
+    assert sum(p.get_height() for p in a.axes[3].patches) == 8 * 16  # every token of the batch
+    assert "cells: 16 tokens, 48 bits per image — image 3" in a._suptitle.get_text()
+    assert plt.get_fignums() == []
+    for fig in (a, b):
+        plt.close(fig)
+
+
+def test_token_viewer_shows_both_paths_and_the_residual_of_a_hybrid(viewer):
+    fig = viewer.render(0, "hybrid")
+    assert [t.split()[0] for t in titles(fig)] == ["original", "discrete", "discrete+residual",
+                                                   "codebook", "usage", "residual"]
+    assert titles(fig)[2] == "discrete+residual ✓"  # the stand-in's residual is exact
+    residual = viewer.tokens("hybrid")["residual"]
+    assert residual.shape == (8, 4, 4) and (residual >= 0).all()
+    assert len(fig.axes[5].texts) == 16
+    plt.close(fig)
+
+
+def test_token_viewer_of_a_continuous_tokenizer_shows_images_only(viewer):
+    fig = viewer.render(0, "blur")
+    assert [t.split()[0] for t in titles(fig)] == ["original", "reconstruction"]
+    plt.close(fig)
+
+
+def test_token_viewer_names_the_fix_on_bad_input(viewer):
+    with pytest.raises(CotlabError, match="unknown tokenizer 'vq': choose one of cells, hybrid, blur"):
+        viewer.render(0, "vq")
+    with pytest.raises(CotlabError, match="image 8 is out of range: choose 0 … 7"):
+        viewer.render(8)
+    with pytest.raises(CotlabError, match="pass \\{name: model\\}"):
+        TokenViewer({})
+
+
+def test_token_viewer_widget_follows_its_controls(viewer, monkeypatch):
+    pytest.importorskip("ipywidgets")
+    viewer.widget()
+    shown = []
+    render = viewer.render
+    monkeypatch.setattr(viewer, "render", lambda: shown.append((viewer.index, viewer.name)) or render())
+    viewer.picker.value = 5
+    viewer.choice.value = "hybrid"
+    assert shown == [(5, "cells"), (5, "hybrid")]
+    assert viewer.picker.max == 7
+    plt.close("all")
