@@ -1,0 +1,480 @@
+"""A VQ-VAE / VQGAN-style discrete tokenizer, and the remedies against codebook collapse.
+
+*Neural Discrete Representation Learning* (van den Oord et al., arXiv 1711.00937) and *Taming
+Transformers for High-Resolution Image Synthesis* (Esser et al., arXiv 2012.09841). An encoder maps an
+image x to a grid of vectors z = E(x), each vector is replaced by the nearest of K codes e_1 … e_K,
+
+    k = argmin_j ‖z − e_j‖² = argmin_j (‖z‖² − 2 z·e_j + ‖e_j‖²),    z_q = e_k,
+
+and a decoder draws x̂ = G(z_q). The argmin has no gradient, so the straight-through estimator
+z_q = z + sg(z_q − z) hands the decoder's gradient on to the encoder unchanged. The loss is
+
+    L = L_rec(x, x̂) + β ‖z − sg(z_q)‖² + ‖sg(z) − z_q‖²,    β = 0.25:
+
+the commitment term keeps the encoder near its codes, the codebook term pulls the codes to the encoder.
+
+Trained that way from a random codebook, a few codes win every argmin, the others never receive a
+gradient and stay dead: *codebook collapse* (``vq_f8_plain`` shows it). The remedies, each a switch of
+``VQConfig``:
+- **EMA codebook** (VQ-VAE, appendix A.1), in place of the codebook term: with n_k the number of
+  vectors assigned to code k in the batch,
+
+      N_k ← γ N_k + (1 − γ) n_k,    m_k ← γ m_k + (1 − γ) Σ_{i: k_i = k} z_i,    e_k = m_k / N̂_k,
+
+  where N̂_k = (N_k + ε) / (Σ_j N_j + K ε) · Σ_j N_j is N_k with Laplace smoothing.
+- **k-means initialisation**: the codebook starts as the k-means centroids of the first batch's z.
+- **Dead-code restarts**: a code whose running count N_k falls below a threshold is replaced by a
+  random encoder output of the current batch.
+- **Cosine lookup in a low-dimensional space** (ViT-VQGAN, Yu et al., arXiv 2110.04627): z is projected
+  down to ``code_dim`` (8–32) dimensions and l2-normalised, as are the codes, so the nearest code is
+  the one of largest cosine; the chosen code is projected back up for the decoder.
+
+Training logs the codebook **usage** (share of codes hit in the batch) and the **perplexity**
+exp(H(p)), p the batch's histogram of codes: a collapsed codebook has a perplexity of a few.
+
+On the Shapes world (4×4 cells of 8×8 px at 32×32) three downsamplings (f8) give a 4×4 grid, one token
+per cell; f4 gives 8×8. The plain background fills about 90% of the pixels, so the reconstruction loss
+weighs the pixels that differ from it ``foreground_weight`` times more: small shapes and their colours
+are what the tokenizer must not lose.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import ClassVar
+
+import lightning as L
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import nn
+from torchmetrics.functional.image import peak_signal_noise_ratio
+
+from cotlab.harness import Recipe
+from cotlab.profiles import ProfileConfig
+from cotlab.shapes import BACKGROUND, ShapesDataModule
+
+
+# --- config ------------------------------------------------------------------------------------
+@dataclass
+class VQConfig(ProfileConfig):
+    """Sizes, remedies and training of the VQ tokenizer; the defaults are the ``cpu`` profile of f8."""
+    image_size: int = 32
+    downsample: int = 8  # f: an (H/f)×(W/f) token grid; 8 gives one token per grid cell, 4 gives 8×8
+    widths: tuple[int, ...] = (32, 64, 96, 128)  # channels at each resolution, full size down to the grid
+    blocks: int = 1  # residual blocks per resolution
+    z_channels: int = 64  # C: the encoder's output and the decoder's input
+    codebook_size: int = 256  # K
+    code_dim: int | None = 16  # d: lookup space; None looks codes up in the encoder's C dimensions
+    cosine: bool = True  # l2-normalise vectors and codes: the nearest code is the largest cosine
+    ema: bool = True  # EMA codebook updates; False learns the codes by the codebook loss
+    decay: float = 0.99  # γ of the EMA counts (and of the EMA codebook)
+    kmeans_init: bool = True  # codebook from k-means on the first batch; False: uniform(−1/K, 1/K)
+    dead_code_threshold: float = 0.1  # restart codes whose EMA count N_k falls below; 0 never restarts
+    beta: float = 0.25  # β, weight of the commitment loss
+    rec_loss: str = "mse"  # "mse" or "l1"
+    foreground_weight: float = 5.0  # weight of pixels that differ from the background (others: 1)
+    batch_size: int = 64
+    lr: float = 1e-3
+    warmup_steps: int = 50
+    max_steps: int = 1500
+    max_minutes: float | None = 8.0  # a cap on wall time; max_steps should end first
+    eval_scenes: int = 500  # scenes for evaluate_tokenizer
+    PROFILES: ClassVar[dict[str, dict]] = {
+        "smoke": dict(widths=(8, 16, 16, 16), z_channels=16, codebook_size=32, code_dim=8,
+                      batch_size=16, warmup_steps=2, max_steps=10, max_minutes=1.0, eval_scenes=32),
+        "gpu": dict(widths=(64, 128, 256, 256), blocks=2, z_channels=128, codebook_size=512, code_dim=32,
+                    batch_size=256, dead_code_threshold=0.2, lr=5e-4, warmup_steps=500,
+                    max_steps=20_000, max_minutes=60.0, eval_scenes=2000),
+    }
+
+    def __post_init__(self):
+        levels = int(math.log2(self.downsample))
+        if 2 ** levels != self.downsample or len(self.widths) != levels + 1:
+            raise ValueError(f"downsample {self.downsample} needs a power of two and log2(downsample) + 1 "
+                             f"widths (one per resolution), got {len(self.widths)}: e.g. downsample=4, "
+                             "widths=(32, 64, 128)")
+        if self.rec_loss not in ("mse", "l1"):
+            raise ValueError(f"unknown rec_loss {self.rec_loss!r}: choose 'mse' or 'l1'")
+
+
+# --- the quantizer -----------------------------------------------------------------------------
+def _all_reduce(tensor: torch.Tensor) -> torch.Tensor:
+    """Sum over distributed ranks (in place), so every rank keeps the same codebook under DDP."""
+    if dist.is_available() and dist.is_initialized():
+        dist.all_reduce(tensor)
+    return tensor
+
+
+def _broadcast(tensor: torch.Tensor) -> torch.Tensor:
+    """Rank 0's value on every rank (in place)."""
+    if dist.is_available() and dist.is_initialized():
+        dist.broadcast(tensor, 0)
+    return tensor
+
+
+def squared_distances(z: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
+    """‖z_i − e_j‖² = ‖z_i‖² − 2 z_i·e_j + ‖e_j‖² for z (N, d) and e (K, d): (N, K), in float32."""
+    with torch.autocast(z.device.type, enabled=False):
+        z, e = z.float(), e.float()
+        return z.pow(2).sum(1, keepdim=True) - 2 * z @ e.T + e.pow(2).sum(1)[None]
+
+
+def kmeans(z: torch.Tensor, K: int, iters: int = 10, cosine: bool = False
+           ) -> tuple[torch.Tensor, torch.Tensor]:
+    """K centroids (K, d) of the vectors z (N, d) by Lloyd's algorithm (spherical if ``cosine``), and
+    each centroid's number of vectors (K,).
+
+    Seeded by k-means++ (each next seed drawn with probability ∝ its squared distance to the nearest
+    seed so far), so a batch dominated by one vector (the empty cell) does not take most seeds.
+    """
+    centroids = z[torch.randint(len(z), (1,), device=z.device)]  # (1, d)
+    d2 = squared_distances(z, centroids)[:, 0].clamp(min=0)  # (N,)
+    for _ in range(K - 1):
+        weights = d2 if d2.sum() > 0 else torch.ones_like(d2)  # fewer distinct vectors than K: uniform
+        seed = z[torch.multinomial(weights, 1)]  # (1, d)
+        centroids = torch.cat([centroids, seed])
+        d2 = torch.minimum(d2, squared_distances(z, seed)[:, 0].clamp(min=0))
+    for _ in range(iters):
+        k = squared_distances(z, centroids).argmin(1)  # (N,)
+        counts = torch.bincount(k, minlength=K).to(z.dtype)  # (K,)
+        sums = torch.zeros_like(centroids).index_add_(0, k, z)  # (K, d)
+        means = sums / counts.clamp(min=1)[:, None]
+        if cosine:
+            means = F.normalize(means, dim=-1)
+        centroids = torch.where(counts[:, None] > 0, means, centroids)  # an empty cluster keeps its place
+    return centroids, counts
+
+
+class VectorQuantizer(nn.Module):
+    """Nearest-code quantization of a grid of vectors, with the straight-through estimator.
+
+    ``forward(z)`` takes z (B, C, h, w) and returns ``(z_q, indices, loss, stats)``: z_q (B, C, h, w)
+    carrying the straight-through gradient, indices (B, h·w) in row-major order, the VQ loss
+    (commitment, plus the codebook term unless ``ema``) and ``stats`` (``usage``, ``perplexity``,
+    ``restarted``). In training mode it also updates the codebook: k-means initialisation on its first
+    batch, dead-code restarts, EMA. ``encode(z) -> indices`` and ``lookup(indices) -> z_q`` are the two
+    halves without side effects. With ``code_dim`` the lookup runs in a d-dimensional space reached by
+    a linear map C → d and left by d → C, so z_q is then *not* a projection of z back onto z's space.
+    """
+
+    def __init__(self, dim: int, codebook_size: int, code_dim: int | None = None, *, beta: float = 0.25,
+                 cosine: bool = False, ema: bool = False, decay: float = 0.99, eps: float = 1e-5,
+                 kmeans_init: bool = False, kmeans_iters: int = 10, dead_code_threshold: float = 0.0):
+        super().__init__()
+        K, d = codebook_size, code_dim or dim
+        self.dim, self.codebook_size, self.code_dim = dim, K, d
+        self.beta, self.cosine, self.ema, self.decay, self.eps = beta, cosine, ema, decay, eps
+        self.kmeans_iters, self.dead_code_threshold = kmeans_iters, dead_code_threshold
+        self.proj_in = nn.Linear(dim, d) if d != dim else nn.Identity()
+        self.proj_out = nn.Linear(d, dim) if d != dim else nn.Identity()
+        codes = torch.empty(K, d).uniform_(-1 / K, 1 / K)
+        self.codebook = nn.Parameter(F.normalize(codes, dim=-1) if cosine else codes,
+                                     requires_grad=not ema)  # (K, d): e_k; EMA sets it, no gradient
+        self.register_buffer("cluster_size", torch.ones(K))  # N_k: running count of each code's hits
+        if ema:
+            self.register_buffer("embed_sum", self.codebook.detach().clone())  # m_k, so e_k = m_k / N_k
+        self.register_buffer("initialized", torch.tensor(not kmeans_init))
+
+    # --- lookup, no side effects --------------------------------------------------------------
+    def project(self, z: torch.Tensor) -> torch.Tensor:
+        """z (B, C, h, w) -> the lookup space (B·h·w, d), unit vectors when ``cosine``; float32 even
+        under mixed precision, so distances and EMA sums are exact enough."""
+        B, C, h, w = z.shape
+        if C != self.dim:
+            raise ValueError(f"expected z with {self.dim} channels (B, {self.dim}, h, w), got {tuple(z.shape)}")
+        with torch.autocast(z.device.type, enabled=False):
+            z_e = self.proj_in(z.float().permute(0, 2, 3, 1).reshape(B * h * w, C))  # (B·h·w, d)
+        return F.normalize(z_e, dim=-1) if self.cosine else z_e
+
+    def codes(self) -> torch.Tensor:
+        """The codebook in the lookup space (K, d), unit rows when ``cosine``."""
+        return F.normalize(self.codebook, dim=-1) if self.cosine else self.codebook
+
+    def nearest(self, z_e: torch.Tensor) -> torch.Tensor:
+        """k = argmin_j ‖z − e_j‖² for each row of z_e (N, d): (N,)."""
+        with torch.no_grad():
+            return squared_distances(z_e, self.codes()).argmin(1)
+
+    def encode(self, z: torch.Tensor) -> torch.Tensor:
+        """The code indices (B, h·w) of z (B, C, h, w)."""
+        return self.nearest(self.project(z)).reshape(len(z), -1)
+
+    def lookup(self, indices: torch.Tensor) -> torch.Tensor:
+        """The quantized grid z_q (B, C, h, w) of indices (B, h, w), or (B, h·w) for a square grid."""
+        if indices.ndim == 2:
+            side = math.isqrt(indices.shape[1])
+            if side * side != indices.shape[1]:
+                raise ValueError(f"{indices.shape[1]} indices per image is not a square grid: "
+                                 "pass them as (B, h, w)")
+            indices = indices.reshape(len(indices), side, side)
+        if indices.min() < 0 or indices.max() >= self.codebook_size:
+            raise ValueError(f"indices must lie in [0, {self.codebook_size}), got "
+                             f"[{indices.min().item()}, {indices.max().item()}]")
+        B, h, w = indices.shape
+        with torch.autocast(indices.device.type, enabled=False):
+            z_q = self.proj_out(self.codes()[indices.reshape(-1)])  # (B·h·w, C)
+        return z_q.reshape(B, h, w, self.dim).permute(0, 3, 1, 2)
+
+    # --- training -----------------------------------------------------------------------------
+    def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, dict]:
+        B, C, h, w = z.shape
+        z_e = self.project(z)  # (B·h·w, d)
+        restarted = self._prepare_codebook(z_e.detach()) if self.training else 0
+        k = self.nearest(z_e)  # (B·h·w,)
+        e_k = self.codes()[k]  # (B·h·w, d)
+        loss = self.beta * F.mse_loss(z_e, e_k.detach())  # commitment: β ‖z − sg(z_q)‖²
+        if not self.ema:
+            loss = loss + F.mse_loss(e_k, z_e.detach())  # codebook: ‖sg(z) − z_q‖²
+        counts = torch.bincount(k, minlength=self.codebook_size).float()  # (K,): n_k
+        if self.training:
+            self._update_codebook(z_e.detach(), k, counts)
+        z_q = z_e + (e_k - z_e).detach()  # straight-through: forward e_k, backward identity
+        with torch.autocast(z.device.type, enabled=False):
+            z_q = self.proj_out(z_q).reshape(B, h, w, C).permute(0, 3, 1, 2)  # (B, C, h, w)
+        p = counts / counts.sum()
+        stats = {"usage": (counts > 0).float().mean(),
+                 "perplexity": torch.exp(-(p * torch.log(p.clamp(min=1e-10))).sum()),
+                 "restarted": float(restarted)}
+        return z_q, k.reshape(B, h * w), loss, stats
+
+    @torch.no_grad()
+    def _prepare_codebook(self, z_e: torch.Tensor) -> int:
+        """Before the lookup: k-means initialisation on the first batch, then dead-code restarts;
+        returns the number of codes restarted."""
+        if not self.initialized:
+            centroids, counts = kmeans(z_e, self.codebook_size, self.kmeans_iters, self.cosine)
+            self._set_codes(torch.ones(self.codebook_size, dtype=torch.bool, device=z_e.device),
+                            _broadcast(centroids), _broadcast(counts))
+            self.initialized.fill_(True)
+        if self.dead_code_threshold <= 0:
+            return 0
+        dead = self.cluster_size < self.dead_code_threshold  # (K,)
+        n = int(dead.sum())
+        if n:
+            samples = _broadcast(z_e[torch.randint(len(z_e), (n,), device=z_e.device)])  # (n, d)
+            self._set_codes(dead, samples, torch.full((n,), self.dead_code_threshold, device=z_e.device))
+        return n
+
+    def _set_codes(self, which: torch.Tensor, codes: torch.Tensor, counts: torch.Tensor) -> None:
+        """Put ``codes`` in the rows ``which`` with running counts ``counts`` (and, for EMA, sums)."""
+        self.codebook.data[which] = codes
+        self.cluster_size[which] = counts
+        if self.ema:
+            self.embed_sum[which] = codes * counts[:, None]
+
+    @torch.no_grad()
+    def _update_codebook(self, z_e: torch.Tensor, k: torch.Tensor, counts: torch.Tensor) -> None:
+        """After the lookup: N_k ← γN_k + (1−γ)n_k; with EMA also m_k and e_k = m_k / N̂_k."""
+        γ, K = self.decay, self.codebook_size
+        n_k = _all_reduce(counts.clone())  # (K,)
+        self.cluster_size.mul_(γ).add_(n_k, alpha=1 - γ)
+        if self.ema:
+            sums = _all_reduce(torch.zeros_like(self.embed_sum).index_add_(0, k, z_e))  # (K, d): Σ z_i
+            self.embed_sum.mul_(γ).add_(sums, alpha=1 - γ)
+            N = self.cluster_size
+            N_hat = (N + self.eps) / (N.sum() + K * self.eps) * N.sum()  # Laplace smoothing
+            e = self.embed_sum / N_hat[:, None]
+            self.codebook.data.copy_(F.normalize(e, dim=-1) if self.cosine else e)
+
+
+# --- encoder and decoder -----------------------------------------------------------------------
+def _norm(channels: int) -> nn.GroupNorm:
+    return nn.GroupNorm(min(8, channels), channels)
+
+
+class ResBlock(nn.Module):
+    """x + conv(SiLU(GN(conv(SiLU(GN(x)))))), a 1×1 convolution on the skip when widths differ."""
+
+    def __init__(self, c_in: int, c_out: int):
+        super().__init__()
+        self.net = nn.Sequential(_norm(c_in), nn.SiLU(), nn.Conv2d(c_in, c_out, 3, padding=1),
+                                 _norm(c_out), nn.SiLU(), nn.Conv2d(c_out, c_out, 3, padding=1))
+        self.skip = nn.Conv2d(c_in, c_out, 1) if c_in != c_out else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.skip(x) + self.net(x)
+
+
+class Encoder(nn.Module):
+    """(B, 3, H, W) in [−1, 1] -> z (B, C, H/f, W/f). Each 4×4, stride-2 convolution halves the size
+    and keeps the grid aligned: at f8 token (i, j) sits exactly on cell (i, j)."""
+
+    def __init__(self, c: VQConfig):
+        super().__init__()
+        w = c.widths
+        layers: list[nn.Module] = [nn.Conv2d(3, w[0], 3, padding=1)]
+        for i in range(len(w)):
+            layers += [ResBlock(w[i], w[i]) for _ in range(c.blocks)]
+            if i + 1 < len(w):
+                layers.append(nn.Conv2d(w[i], w[i + 1], 4, stride=2, padding=1))
+        layers += [_norm(w[-1]), nn.SiLU(), nn.Conv2d(w[-1], c.z_channels, 1)]
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+class Decoder(nn.Module):
+    """z_q (B, C, H/f, W/f) -> (B, 3, H, W) around [−1, 1]; nearest upsampling then a 3×3 convolution."""
+
+    def __init__(self, c: VQConfig):
+        super().__init__()
+        w = c.widths[::-1]
+        layers: list[nn.Module] = [nn.Conv2d(c.z_channels, w[0], 3, padding=1)]
+        for i in range(len(w)):
+            layers += [ResBlock(w[i], w[i]) for _ in range(c.blocks)]
+            if i + 1 < len(w):
+                layers += [nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(w[i], w[i + 1], 3, padding=1)]
+        layers += [_norm(w[-1]), nn.SiLU(), nn.Conv2d(w[-1], 3, 3, padding=1)]
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, z_q: torch.Tensor) -> torch.Tensor:
+        return self.net(z_q)
+
+
+# --- the tokenizer -----------------------------------------------------------------------------
+class VQTokenizer(L.LightningModule):
+    """A VQ tokenizer: conv encoder, vector quantizer, conv decoder, trained on Shapes scenes."""
+
+    Config = VQConfig
+
+    def __init__(self, config: VQConfig):
+        super().__init__()
+        self.config = c = config
+        self.save_hyperparameters(config.to_dict())
+        self.encoder = Encoder(c)
+        self.quantizer = VectorQuantizer(
+            c.z_channels, c.codebook_size, c.code_dim, beta=c.beta, cosine=c.cosine, ema=c.ema,
+            decay=c.decay, kmeans_init=c.kmeans_init, dead_code_threshold=c.dead_code_threshold)
+        self.decoder = Decoder(c)
+        self.register_buffer("background", torch.tensor(BACKGROUND, dtype=torch.float32).div(255).view(1, 3, 1, 1),
+                             persistent=False)
+
+    # --- the shared tokenizer interface --------------------------------------------------------
+    @property
+    def tokens_per_image(self) -> int:
+        return (self.config.image_size // self.config.downsample) ** 2
+
+    @property
+    def bits_per_image(self) -> float:
+        return self.tokens_per_image * math.log2(self.config.codebook_size)  # N · log2 K
+
+    @property
+    def codebook_size(self) -> int:
+        return self.config.codebook_size
+
+    def encode(self, images: torch.Tensor) -> torch.Tensor:
+        """z (B, C, h, w) of images (B, 3, H, W) in [0, 1], before quantization."""
+        f = self.config.downsample
+        if images.ndim != 4 or images.shape[1] != 3 or images.shape[2] % f or images.shape[3] % f:
+            raise ValueError(f"expected images (B, 3, H, W) in [0, 1] with H and W multiples of {f}, "
+                             f"got {tuple(images.shape)}: render with World(image_size={self.config.image_size})")
+        return self.encoder(images.to(self.device) * 2 - 1)
+
+    def decode(self, z_q: torch.Tensor) -> torch.Tensor:
+        """Images (B, 3, H, W), unclamped, from a quantized grid z_q (B, C, h, w)."""
+        return (self.decoder(z_q) + 1) / 2
+
+    @torch.no_grad()
+    def encode_indices(self, images: torch.Tensor) -> torch.Tensor:
+        """Code indices (B, N) of images, N = h·w in row-major order."""
+        return self.quantizer.encode(self.encode(images))
+
+    @torch.no_grad()
+    def decode_indices(self, indices: torch.Tensor) -> torch.Tensor:
+        """Images (B, 3, H, W) in [0, 1] from code indices (B, N) or (B, h, w)."""
+        return self.decode(self.quantizer.lookup(indices.to(self.device))).clamp(0, 1)
+
+    @torch.no_grad()
+    def reconstruct(self, images: torch.Tensor) -> torch.Tensor:
+        """Encode, quantize, decode: images (B, 3, H, W) in [0, 1] in and out. No codebook updates."""
+        return self.decode_indices(self.encode_indices(images))
+
+    # --- training ------------------------------------------------------------------------------
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, dict]:
+        """(x̂ unclamped (B, 3, H, W), indices (B, N), VQ loss, quantizer stats); updates the codebook
+        in training mode."""
+        z_q, indices, vq_loss, stats = self.quantizer(self.encode(images))
+        return self.decode(z_q), indices, vq_loss, stats
+
+    def reconstruction_loss(self, x_hat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """Per-pixel error, weighted mean with weight ``foreground_weight`` where x differs from the
+        background by more than 0.1 in some channel (shapes and their antialiased edges), 1 elsewhere."""
+        error = (x_hat - x).pow(2) if self.config.rec_loss == "mse" else (x_hat - x).abs()  # (B, 3, H, W)
+        foreground = (x - self.background).abs().amax(1, keepdim=True) > 0.1  # (B, 1, H, W)
+        weight = 1 + (self.config.foreground_weight - 1) * foreground.float()
+        return (weight * error).sum() / (weight.sum() * 3)
+
+    def losses(self, images: torch.Tensor) -> tuple[torch.Tensor, dict]:
+        """The training loss L = L_rec + L_vq, and what to log."""
+        x = images.to(self.device)
+        x_hat, _, vq_loss, stats = self(x)
+        rec = self.reconstruction_loss(x_hat, x)
+        psnr = peak_signal_noise_ratio(x_hat.detach().clamp(0, 1), x, data_range=1.0)
+        return rec + vq_loss, {"rec_loss": rec, "vq_loss": vq_loss, "psnr": psnr, **stats}
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        loss, logs = self.losses(batch["image"])
+        B = len(batch["image"])
+        self.log("train_loss", loss, prog_bar=True, batch_size=B)
+        for name, value in logs.items():
+            self.log(f"train_{name}", value, prog_bar=name in ("usage", "perplexity"), batch_size=B)
+        return loss
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        loss, logs = self.losses(batch["image"])
+        B = len(batch["image"])
+        self.log("val_loss", loss, prog_bar=True, batch_size=B, sync_dist=True)
+        for name in ("rec_loss", "psnr", "usage", "perplexity"):
+            self.log(f"val_{name}", logs[name], batch_size=B, sync_dist=True)
+
+    def configure_optimizers(self):
+        """Adam; linear warmup, then cosine decay to zero at ``max_steps``."""
+        params = [p for p in self.parameters() if p.requires_grad]
+        optimizer = torch.optim.Adam(params, lr=self.config.lr, betas=(0.9, 0.99))
+        warmup, total = self.config.warmup_steps, self.config.max_steps
+
+        def factor(step: int) -> float:
+            progress = min(max((step - warmup) / max(total - warmup, 1), 0.0), 1.0)
+            return min(1.0, (step + 1) / max(warmup, 1)) * 0.5 * (1 + math.cos(math.pi * progress))
+
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+
+# --- recipes -----------------------------------------------------------------------------------
+@dataclass
+class VQF4Config(VQConfig):
+    """The f4 tokenizer (8×8 tokens of 4×4 px): one resolution fewer, the rest as f8."""
+    downsample: int = 4
+    widths: tuple[int, ...] = (32, 64, 128)
+    PROFILES: ClassVar[dict[str, dict]] = {
+        "smoke": {**VQConfig.PROFILES["smoke"], "widths": (8, 16, 16)},
+        "gpu": {**VQConfig.PROFILES["gpu"], "widths": (64, 128, 256)},
+    }
+
+
+# every remedy off: codes learned by the codebook loss from uniform(−1/K, 1/K), Euclidean lookup in C dims
+PLAIN = dict(code_dim=None, cosine=False, ema=False, kmeans_init=False, dead_code_threshold=0.0)
+
+
+def _recipe(name: str, description: str, config: type[VQConfig] = VQConfig, **overrides) -> Recipe:
+    def evaluate(model: VQTokenizer, profile: str) -> dict:
+        from cotlab.tokenizers.metrics import evaluate_tokenizer
+        return evaluate_tokenizer(model, n=model.config.eval_scenes)
+
+    return Recipe(
+        name=name,
+        build=lambda profile: VQTokenizer(config.for_profile(profile, **overrides)),
+        datamodule=lambda profile, seed: ShapesDataModule(
+            batch_size=config.for_profile(profile, **overrides).batch_size, seed=seed),
+        evaluate=evaluate,
+        description=description,
+    )
+
+
+RECIPE_F8 = _recipe("vq_f8", "VQ tokenizer, f8 (4×4 tokens, one per grid cell), with the collapse remedies")
+RECIPE_F4 = _recipe("vq_f4", "VQ tokenizer, f4 (8×8 tokens), with the collapse remedies", VQF4Config)
+RECIPE_F8_PLAIN = _recipe("vq_f8_plain", "VQ tokenizer, f8 with every remedy off: shows codebook collapse",
+                          **PLAIN)
