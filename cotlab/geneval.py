@@ -354,8 +354,8 @@ def score_folder(outdir: str | Path, json_path: str | Path | None = None,
         if outdir.is_dir() else []
     if not folders:
         raise CotlabError(f"{outdir} is not in GenEval's layout: expected {outdir}/00000/"
-                          f"metadata.jsonl and {outdir}/00000/samples/0000.png (write it with "
-                          f"cotlab generate)")
+                          f"metadata.jsonl and {outdir}/00000/samples/0000.png (geneval."
+                          f"write_prompt_folder writes it)")
     rows = []
     for folder in folders:
         meta_file = folder / "metadata.jsonl"
