@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 
 from .geneval import detect, evaluate, truth
 from .io import atomic_write_json
-from .shapes import COLORS, TAGS, Obj, Scene, World
+from .shapes import COLORS, TAGS, Scene, World
 
 EDITS = {"single_object": "missing", "two_object": "missing", "counting": "count",
          "colors": "colour", "position": "relation", "color_attr": "colour"}

@@ -12,15 +12,16 @@ symmetric InfoNCE loss
 
 In CLIP's web data captions are unique and P = I. The Shapes world has a few hundred distinct prompts,
 so a batch repeats captions, and the pairs (i, j) with the same caption are all positives:
-P_ij = [c_i = c_j] / #{k : c_k = c_i}. No hard negatives are added: trained this way CLIP learns *what*
-is in a scene (shapes, colours) but barely *how many*, *where* or *which colour goes with which shape*
-— the weakness of plain CLIP that the later notebooks measure and build on.
+P_ij = [c_i = c_j] / #{k : c_k = c_i}. No hard negatives are added. Trained so, the ``cpu`` model
+tells shapes, counts and colours apart, and even which colour goes with which shape, but not
+*where* things are: a caption with the opposite relation scores as well as the true one (position
+accuracy ≈ 0.5) — the weakness of plain CLIP that the later notebooks measure and build on.
 
 Both towers are transformers' ``CLIPModel`` at toy size: a ViT whose 8-px patches are the 4×4 grid
 cells of a 32×32 image, and a causal text transformer pooled at the ``[EOS]`` token. Its text
 encoder, per-token hidden states and mask, is what every later generator conditions on
-(``encode_text``). ``score`` is CLIPScore
-(Hessel et al., arXiv 2104.08718), 100 · max(cos(u, v), 0): the zero-shot judge, later the zero-shot ORM.
+(``encode_text``). ``score`` is CLIPScore (Hessel et al., arXiv 2104.08718), 100 · max(cos(u, v), 0):
+the zero-shot judge, later the zero-shot ORM.
 """
 from __future__ import annotations
 
@@ -36,7 +37,7 @@ from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processor
 from transformers import CLIPConfig, CLIPModel, PreTrainedTokenizerFast
 
 from cotlab import geneval
-from cotlab.harness import Recipe
+from cotlab.harness import Recipe, warmup_cosine
 from cotlab.profiles import ProfileConfig
 from cotlab.shapes import (TAGS, ShapesDataModule, World, all_prompts, counterfactual,
                            to_tensor)
@@ -210,13 +211,7 @@ class ShapesCLIP(L.LightningModule):
         groups = [{"params": [p for p in params if p.ndim >= 2], "weight_decay": self.config.weight_decay},
                   {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0}]
         optimizer = torch.optim.AdamW(groups, lr=self.config.lr, betas=(0.9, 0.98))
-        warmup, total = self.config.warmup_steps, self.config.max_steps
-
-        def factor(step: int) -> float:
-            progress = min(max((step - warmup) / max(total - warmup, 1), 0.0), 1.0)
-            return min(1.0, (step + 1) / max(warmup, 1)) * 0.5 * (1 + math.cos(math.pi * progress))
-
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+        scheduler = warmup_cosine(optimizer, self.config.warmup_steps, self.config.max_steps)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
 

@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -98,6 +99,17 @@ def fit(module: L.LightningModule, datamodule: L.LightningDataModule, *, profile
                            **trainer_options)
     trainer.fit(module, datamodule=datamodule)
     return trainer
+
+
+def warmup_cosine(optimizer: torch.optim.Optimizer, warmup: int, total: int
+                  ) -> torch.optim.lr_scheduler.LambdaLR:
+    """The learning-rate schedule of the workbook's models: a linear warm-up over ``warmup`` steps,
+    then a cosine decay to zero at ``total``. Step it every optimizer step (``"interval": "step"``)."""
+    def factor(step: int) -> float:
+        progress = min(max((step - warmup) / max(total - warmup, 1), 0.0), 1.0)
+        return min(1.0, (step + 1) / max(warmup, 1)) * 0.5 * (1 + math.cos(math.pi * progress))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
 def logged_history(trainer: L.Trainer) -> dict[str, list[tuple[int, float]]]:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 
 import lightning as L
 import numpy as np
@@ -283,26 +283,31 @@ def to_tensor(images: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(images).permute(0, 3, 1, 2).float().div(255)
 
 
+def captioned(batch: dict) -> dict:
+    """The training view of a batch: ``image``, ``caption``, ``meta`` (Lightning moves batches
+    between devices, so the ``Scene`` objects stay behind)."""
+    return {k: v for k, v in batch.items() if k != "scene"}
+
+
 class ShapesStream(IterableDataset):
-    """An endless stream of batches of ``image``, ``caption`` and ``meta``, reproducible from ``seed``.
+    """An endless stream of batches, reproducible from ``seed``; ``view`` picks what a model sees
+    of each ``make_batch`` (by default images with their captions and metadata).
 
     Each dataloader worker and each distributed rank draws from its own generator,
     ``SeedSequence([seed, rank, worker])``, so no two see the same examples.
     """
 
     def __init__(self, world: World, batch_size: int, seed: int, rank: int = 0,
-                 limit: int | None = None):
-        self.world, self.batch_size, self.seed, self.rank, self.limit = (
-            world, batch_size, seed, rank, limit)
+                 limit: int | None = None, view=captioned):
+        self.world, self.batch_size, self.seed, self.rank, self.limit, self.view = (
+            world, batch_size, seed, rank, limit, view)
 
     def __iter__(self):
         info = get_worker_info()
         worker = info.id if info else 0
         rng = np.random.default_rng(np.random.SeedSequence([self.seed, self.rank, worker]))
         for _ in itertools.count() if self.limit is None else range(self.limit):
-            batch = make_batch(self.world, rng, self.batch_size)
-            del batch["scene"]  # Lightning moves batches between devices; scenes stay on the host
-            yield batch
+            yield self.view(make_batch(self.world, rng, self.batch_size))
 
 
 def make_batch(world: World, rng: np.random.Generator, n: int) -> dict:
@@ -314,17 +319,18 @@ def make_batch(world: World, rng: np.random.Generator, n: int) -> dict:
 
 
 class ShapesDataModule(L.LightningDataModule):
-    """Shapes batches for training (endless) and validation (a fixed ``val_batches`` batches)."""
+    """Shapes batches for training (endless) and validation (a fixed ``val_batches`` batches);
+    ``view`` as in ``ShapesStream`` (a module-level function, so workers can pickle it)."""
 
     def __init__(self, batch_size: int = 128, seed: int = 0, world: World = World(),
-                 num_workers: int = 0, val_batches: int = 4):
+                 num_workers: int = 0, val_batches: int = 4, view=captioned):
         super().__init__()
-        self.batch_size, self.seed, self.world = batch_size, seed, world
+        self.batch_size, self.seed, self.world, self.view = batch_size, seed, world, view
         self.num_workers, self.val_batches = num_workers, val_batches
 
     def _loader(self, seed: int, limit: int | None) -> DataLoader:
         rank = self.trainer.global_rank if self.trainer is not None else 0
-        stream = ShapesStream(self.world, self.batch_size, seed, rank, limit)
+        stream = ShapesStream(self.world, self.batch_size, seed, rank, limit, self.view)
         return DataLoader(stream, batch_size=None, num_workers=self.num_workers,
                           persistent_workers=self.num_workers > 0)
 

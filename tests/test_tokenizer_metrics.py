@@ -14,8 +14,8 @@ from cotlab import harness
 from cotlab.bench import bench_tokenizers
 from cotlab.errors import CotlabError
 from cotlab.registry import get_recipe
-from cotlab.shapes import Obj, Scene, World, make_batch
-from cotlab.tokenizers.metrics import (CLASSES, CellDataModule, ShapesClassifier, ShapesClassifierConfig,
+from cotlab.shapes import Obj, Scene, ShapesDataModule, World, make_batch
+from cotlab.tokenizers.metrics import (CLASSES, ShapesClassifier, ShapesClassifierConfig, labelled_cells,
                                        cell_accuracy, cell_labels, codebook_stats, evaluate_tokenizer,
                                        evaluator_agreement, feature_statistics, features, frechet_distance,
                                        psnr, shapes_fd, ssim, variants)
@@ -32,7 +32,7 @@ def classifier():
     torch.manual_seed(0)
     model = ShapesClassifier(ShapesClassifierConfig.for_profile("smoke"))
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
-    for batch, _ in zip(CellDataModule(batch_size=32, seed=0).train_dataloader(), range(20)):
+    for batch, _ in zip(ShapesDataModule(batch_size=32, seed=0, view=labelled_cells).train_dataloader(), range(20)):
         loss, _ = model.loss(batch)
         optimizer.zero_grad()
         loss.backward()
@@ -58,7 +58,7 @@ def test_cell_labels_name_each_cells_content():
 def test_classifier_shapes_and_loss_falls():
     torch.manual_seed(0)
     model = ShapesClassifier(ShapesClassifierConfig.for_profile("smoke"))
-    batch = next(iter(CellDataModule(batch_size=16, seed=1).train_dataloader()))
+    batch = next(iter(ShapesDataModule(batch_size=16, seed=1, view=labelled_cells).train_dataloader()))
     assert model(batch["image"]).shape == (16, 25, 4, 4)
     assert features(batch["image"], model).shape == (16, model.config.features)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)

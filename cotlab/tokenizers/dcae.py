@@ -29,7 +29,6 @@ generators work on z · scaling_factor (diffusers' convention, SANA's AE has 0.4
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -39,7 +38,7 @@ from diffusers import AutoencoderDC
 from diffusers.models.autoencoders.autoencoder_dc import DCDownBlock2d, DCUpBlock2d
 from torchmetrics.functional.image import peak_signal_noise_ratio
 
-from cotlab.harness import Recipe
+from cotlab.harness import Recipe, warmup_cosine
 from cotlab.profiles import ProfileConfig
 from cotlab.shapes import BACKGROUND, ShapesDataModule
 
@@ -142,16 +141,6 @@ def foreground_weights(images: torch.Tensor, foreground_weight: float) -> torch.
 def weighted_mse(x_hat: torch.Tensor, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
     """Σ_p w_p ‖x̂_p − x_p‖² / Σ_p w_p, averaged over channels; x (B, 3, H, W), w (B, 1, H, W)."""
     return (w * (x_hat - x) ** 2).sum() / (w.sum() * x.shape[1])
-
-
-def warmup_cosine(optimizer: torch.optim.Optimizer, warmup: int, total: int
-                  ) -> torch.optim.lr_scheduler.LambdaLR:
-    """Linear warm-up over ``warmup`` steps, then cosine decay to zero at ``total``."""
-    def factor(step: int) -> float:
-        progress = min(max((step - warmup) / max(total - warmup, 1), 0.0), 1.0)
-        return min(1.0, (step + 1) / max(warmup, 1)) * 0.5 * (1 + math.cos(math.pi * progress))
-
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
 class DCAETokenizer(L.LightningModule):

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import functools
 import inspect
-import itertools
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -41,14 +40,13 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from torchmetrics.functional.image import (peak_signal_noise_ratio,
                                            structural_similarity_index_measure)
 
 from cotlab import geneval
 from cotlab.harness import Recipe
 from cotlab.profiles import ProfileConfig
-from cotlab.shapes import COLORS, SHAPES, Scene, World, make_batch
+from cotlab.shapes import COLORS, SHAPES, Scene, ShapesDataModule, World, make_batch
 
 
 # --- pixel metrics -----------------------------------------------------------------------------
@@ -161,39 +159,9 @@ class ShapesClassifier(L.LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
 
-class CellStream(IterableDataset):
-    """An endless (or ``limit``-long) stream of batches of ``image`` and ``cells`` (their labels),
-    drawn like the world's training scenes; each rank and worker has its own generator."""
-
-    def __init__(self, world: World, batch_size: int, seed: int, rank: int = 0,
-                 limit: int | None = None):
-        self.world, self.batch_size, self.seed, self.rank, self.limit = (
-            world, batch_size, seed, rank, limit)
-
-    def __iter__(self):
-        info = get_worker_info()
-        rng = np.random.default_rng(np.random.SeedSequence([self.seed, self.rank, info.id if info else 0]))
-        for _ in itertools.count() if self.limit is None else range(self.limit):
-            batch = make_batch(self.world, rng, self.batch_size)
-            yield {"image": batch["image"], "cells": cell_labels(batch["scene"])}
-
-
-class CellDataModule(L.LightningDataModule):
-    """Labelled cells for the classifier: an endless training stream and ``val_batches`` fixed ones."""
-
-    def __init__(self, batch_size: int = 128, seed: int = 0, world: World = World(), val_batches: int = 4):
-        super().__init__()
-        self.batch_size, self.seed, self.world, self.val_batches = batch_size, seed, world, val_batches
-
-    def _loader(self, seed: int, limit: int | None) -> DataLoader:
-        rank = self.trainer.global_rank if self.trainer is not None else 0
-        return DataLoader(CellStream(self.world, self.batch_size, seed, rank, limit), batch_size=None)
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader(self.seed, None)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader(self.seed + 10_000, self.val_batches)
+def labelled_cells(batch: dict) -> dict:
+    """The classifier's view of a Shapes batch: ``image`` and ``cells`` (B, g, g), its labels."""
+    return {"image": batch["image"], "cells": cell_labels(batch["scene"])}
 
 
 @torch.no_grad()
@@ -223,8 +191,9 @@ def cell_accuracy(classifier: ShapesClassifier, n: int = 1000, seed: int = 1234,
 RECIPE = Recipe(
     name="shapes_classifier",
     build=lambda profile: ShapesClassifier(ShapesClassifierConfig.for_profile(profile)),
-    datamodule=lambda profile, seed: CellDataModule(
-        batch_size=ShapesClassifierConfig.for_profile(profile).batch_size, seed=seed),
+    datamodule=lambda profile, seed: ShapesDataModule(
+        batch_size=ShapesClassifierConfig.for_profile(profile).batch_size, seed=seed,
+        view=labelled_cells),
     evaluate=lambda model, profile: cell_accuracy(model, n=model.config.eval_images),
     description="a small CNN naming each grid cell's content; its features define Shapes-FD",
 )

@@ -50,7 +50,7 @@ import torch.nn.functional as F
 from torch import nn
 from torchmetrics.functional.image import peak_signal_noise_ratio
 
-from cotlab.harness import Recipe
+from cotlab.harness import Recipe, warmup_cosine
 from cotlab.profiles import ProfileConfig
 from cotlab.shapes import BACKGROUND, ShapesDataModule
 
@@ -433,13 +433,7 @@ class VQTokenizer(L.LightningModule):
         """Adam; linear warmup, then cosine decay to zero at ``max_steps``."""
         params = [p for p in self.parameters() if p.requires_grad]
         optimizer = torch.optim.Adam(params, lr=self.config.lr, betas=(0.9, 0.99))
-        warmup, total = self.config.warmup_steps, self.config.max_steps
-
-        def factor(step: int) -> float:
-            progress = min(max((step - warmup) / max(total - warmup, 1), 0.0), 1.0)
-            return min(1.0, (step + 1) / max(warmup, 1)) * 0.5 * (1 + math.cos(math.pi * progress))
-
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+        scheduler = warmup_cosine(optimizer, self.config.warmup_steps, self.config.max_steps)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
 
