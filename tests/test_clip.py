@@ -10,6 +10,15 @@ from cotlab.clip import (SPECIAL_TOKENS, ShapesCLIP, ShapesCLIPConfig, build_tok
 from cotlab.shapes import COLORS, NUMBERS, PLURALS, RELATIONS, SHAPES, TAGS, World, make_batch
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Smoke-sized models run fastest on one thread; on a busy machine two threads can be 50× slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def model():
     torch.manual_seed(0)
@@ -75,11 +84,13 @@ def test_encode_image_is_unit_and_rejects_wrong_size(model, batch):
 
 
 def test_loss_falls_on_a_fixed_batch(batch):
+    """The loss passes the plateau at ln B (all embeddings alike) and nears zero; with lr 2e-3 some
+    seeds stay on the plateau for 80 steps."""
     torch.manual_seed(0)
     model = ShapesCLIP(ShapesCLIPConfig.for_profile("smoke"))
-    optimizer = torch.optim.AdamW(model.parameters(), lr=2e-3)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=5e-4)
     losses = []
-    for _ in range(80):
+    for _ in range(60):
         loss, accuracy = model.contrastive_loss(batch["image"], batch["caption"])
         optimizer.zero_grad()
         loss.backward()
@@ -90,17 +101,21 @@ def test_loss_falls_on_a_fixed_batch(batch):
 
 
 def test_loss_is_clips_and_repeated_captions_are_interchangeable(model, batch):
-    images = batch["image"][:4]
+    images, labels = batch["image"][:4], torch.arange(4)
     with torch.no_grad():
-        distinct = ["a photo of a circle", "a photo of a square", "a photo of two circles", "a photo of a red circle"]
-        logits = model.clip.logit_scale.exp() * model.encode_image(images) @ model.encode_text(distinct)[0].T
-        clip_loss = (F.cross_entropy(logits, torch.arange(4)) + F.cross_entropy(logits.T, torch.arange(4))) / 2
-        assert model.contrastive_loss(images, distinct)[0].item() == pytest.approx(clip_loss.item(), rel=1e-5)
+        distinct = ["a photo of a circle", "a photo of a square", "a photo of two circles",
+                    "a photo of a red circle"]
+        u, v = model.encode_image(images), model.encode_text(distinct)[0]
+        logits = model.clip.logit_scale.exp() * u @ v.T
+        clip_loss = (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels)) / 2
+        loss, _ = model.contrastive_loss(images, distinct)
+        assert loss.item() == pytest.approx(clip_loss.item(), rel=1e-5)
         # images 0 and 2 share a caption: both are positives of it, so swapping them changes nothing
-        repeated = ["a photo of a circle", "a photo of a square", "a photo of a circle", "a photo of a red circle"]
-        swapped = images[[2, 1, 0, 3]]
-        assert (model.contrastive_loss(images, repeated)[0].item()
-                == pytest.approx(model.contrastive_loss(swapped, repeated)[0].item(), rel=1e-5))
+        repeated = ["a photo of a circle", "a photo of a square", "a photo of a circle",
+                    "a photo of a red circle"]
+        loss, _ = model.contrastive_loss(images, repeated)
+        swapped, _ = model.contrastive_loss(images[[2, 1, 0, 3]], repeated)
+        assert loss.item() == pytest.approx(swapped.item(), rel=1e-5)
 
 
 def test_score_is_clipscore(model, batch):

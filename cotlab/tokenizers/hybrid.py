@@ -77,7 +77,7 @@ class HybridConfig(ProfileConfig):
         "smoke": dict(block_out_channels=(8, 16, 32, 32), latent_channels=16, codebook_size=32,
                       batch_size=8, warmup_steps=2, max_steps=10, max_minutes=1.0, eval_n=32),
         "gpu": dict(block_out_channels=(64, 128, 256, 256), layers_per_block=(2, 2, 2, 2),
-                    codebook_size=512, batch_size=256, lr=1e-3, warmup_steps=500,
+                    codebook_size=512, batch_size=256, warmup_steps=500,
                     max_steps=20_000, max_minutes=60.0, eval_n=2000),
     }
 
