@@ -162,6 +162,23 @@ TOKENIZERS = ("vq_f8", "vq_f4", "vq_f8_plain", "dcae_f8", "dcae_f4", "dcae_f8_no
               "hybrid_f8", "hybrid_f8_alternating")
 
 
+def best_time(fn, repeats: int = 3, sync=None) -> float:
+    """Seconds of the fastest of ``repeats`` calls of ``fn`` after one warm-up call (the fastest is the
+    least disturbed by other work on the machine); ``sync`` (e.g. ``torch.cuda.synchronize``) is
+    called before each clock reading."""
+    fn()
+    times = []
+    for _ in range(repeats):
+        if sync:
+            sync()
+        t0 = time.perf_counter()
+        fn()
+        if sync:
+            sync()
+        times.append(time.perf_counter() - t0)
+    return min(times)
+
+
 def throughput(model, images: torch.Tensor, repeats: int = 3, **options) -> dict[str, float | None]:
     """Images per second of ``reconstruct`` and of its two halves on one batch, after a warm-up.
 
@@ -174,21 +191,10 @@ def throughput(model, images: torch.Tensor, repeats: int = 3, **options) -> dict
 
     images = images.to(device_of(model))
     encode = getattr(model, "encode_indices", None) or getattr(model, "encode", None)
-
-    def best(fn) -> float:
-        fn()  # warm-up
-        times = []
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            fn()
-            if images.is_cuda:
-                torch.cuda.synchronize()
-            times.append(time.perf_counter() - t0)
-        return min(times)
-
+    sync = torch.cuda.synchronize if images.is_cuda else None
     with torch.no_grad():
-        t_rec = best(lambda: model.reconstruct(images, **options))
-        t_enc = best(lambda: encode(images)) if encode is not None else None
+        t_rec = best_time(lambda: model.reconstruct(images, **options), repeats, sync)
+        t_enc = best_time(lambda: encode(images), repeats, sync) if encode is not None else None
     B = len(images)
     return {"reconstruct_per_s": B / t_rec,
             "encode_per_s": B / t_enc if t_enc else None,
@@ -197,16 +203,11 @@ def throughput(model, images: torch.Tensor, repeats: int = 3, **options) -> dict
 
 def bench_tokenizers(names: list[str] | None = None, n: int = 500, seed: int = 0,
                      json_path: str | None = None, world: World = World(), batch_size: int = 256) -> dict:
-    """Every shipped tokenizer side by side on the same ``n`` scenes: tokens and bits per image,
-    PSNR, SSIM, evaluator agreement, Shapes-FD, codebook usage and perplexity, and encode/decode
-    throughput on one batch of ``batch_size``. A hybrid gives two rows, discrete-only and
-    discrete+residual. Named tokenizers must have checkpoints; without ``names``, the missing
-    ones are skipped with a note."""
+    """Every shipped tokenizer side by side (``compare_tokenizers``). Named tokenizers must have
+    checkpoints; without ``names``, the missing ones are skipped with a note."""
     from . import harness
     from .errors import CotlabError
     from .registry import RECIPES
-    from .shapes import make_batch
-    from .tokenizers.metrics import evaluate_tokenizer, variants
 
     unknown = [name for name in names or () if name not in RECIPES and "/" not in name]
     if unknown:
@@ -223,6 +224,20 @@ def bench_tokenizers(names: list[str] | None = None, n: int = 500, seed: int = 0
     if not models:
         raise CotlabError("no tokenizer checkpoint is shipped: train one with "
                           f"cotlab train NAME --profile cpu --ship (NAME one of {', '.join(TOKENIZERS)})")
+    return compare_tokenizers(models, n, seed, json_path, world, batch_size)
+
+
+def compare_tokenizers(models: dict, n: int = 500, seed: int = 0, json_path: str | None = None,
+                       world: World = World(), batch_size: int = 256) -> dict:
+    """Tokenizers ``{name: model}`` side by side on the same ``n`` scenes: tokens and bits per image,
+    PSNR, SSIM, evaluator agreement, Shapes-FD, codebook usage and perplexity, and encode/decode
+    throughput on one batch of ``batch_size``. A hybrid gives two rows, discrete-only and
+    discrete+residual. Printed as a table, returned as ``{"rows": [...], ...}``, and written to
+    ``json_path`` if given."""
+    from . import harness
+    from .shapes import make_batch
+    from .tokenizers.metrics import evaluate_tokenizer, variants
+
     try:
         classifier = harness.load_checkpoint("shapes_classifier")
         accuracy = harness.checkpoint_card("shapes_classifier")["metrics"].get("cell_accuracy")

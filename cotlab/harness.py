@@ -178,6 +178,7 @@ def train(
         train_seconds=train_seconds,
         steps=trainer.global_step,
         metrics=metrics,
+        history=logged_history(trainer),
     )
     if ship:
         directory = _replace_folder(DATA_DIR / "checkpoints" / name, lambda tmp: save_checkpoint(module, tmp, **card))
@@ -217,8 +218,10 @@ def save_checkpoint(
     train_seconds: float,
     steps: int,
     metrics: dict[str, Any],
+    history: dict[str, list[tuple[int, float]]] | None = None,
 ) -> Path:
-    """Write ``module`` as a checkpoint folder with its model card; each file atomically."""
+    """Write ``module`` as a checkpoint folder with its model card (and, if given, its training
+    ``history`` as history.json, for plots); each file atomically."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     cls = type(module)
@@ -241,6 +244,8 @@ def save_checkpoint(
         "metrics": metrics,
     }
     atomic_write_json(directory / "card.json", card)
+    if history is not None:
+        atomic_write_json(directory / "history.json", history)
     atomic_write_text(directory / "MODEL_CARD.md", _model_card_markdown(card))
     return directory
 
@@ -259,9 +264,29 @@ def load_checkpoint(name_or_path: str | Path, map_location: str | torch.device =
     return module.to(map_location).eval()
 
 
+def load_or_train(name: str, profile: str | None = None, use_pretrained: bool = True,
+                  seed: int = 0) -> L.LightningModule:
+    """The shipped checkpoint ``name`` if ``use_pretrained`` (and it exists), else ``train`` it now in
+    ``profile`` (into a new ``runs/train/`` folder; the shipped one is left alone)."""
+    if use_pretrained:
+        try:
+            return load_checkpoint(name)
+        except FileNotFoundError as e:
+            print(f"{e}; training it now ({resolve_profile(profile)} profile)")
+    model, _, _ = train(name, profile, seed=seed)
+    return model
+
+
 def checkpoint_card(name_or_path: str | Path) -> dict[str, Any]:
     """The facts of a checkpoint's model card: command, commit, date, time, steps, metrics …"""
     return json.loads((_checkpoint_folder(name_or_path) / "card.json").read_text())
+
+
+def checkpoint_history(name_or_path: str | Path) -> dict[str, list[tuple[int, float]]]:
+    """What was logged while a checkpoint trained, ``{name: [(step, value), ...]}`` as
+    ``logged_history`` gives it; empty for checkpoints saved without one."""
+    path = _checkpoint_folder(name_or_path) / "history.json"
+    return {k: [tuple(p) for p in v] for k, v in json.loads(path.read_text()).items()} if path.is_file() else {}
 
 
 def _checkpoint_folder(name_or_path: str | Path) -> Path:

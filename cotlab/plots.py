@@ -74,6 +74,28 @@ def curves(history: dict[str, list[tuple[int, float]]], save=None, name: str = "
     return _save(fig, save, name)
 
 
+def compare_curves(runs: dict[str, dict[str, list[tuple[int, float]]]], keys: list[str], save=None,
+                   name: str = "compare", title: str | None = None, marks: list[int] | None = None) -> Figure:
+    """Several runs' training curves on shared axes: one panel per logged quantity in ``keys``, one
+    line per run (``{label: history}`` as ``logged_history`` gives them); ``marks`` draws dotted
+    vertical lines at those steps (e.g. where training stages begin)."""
+    fig, axes = plt.subplots(1, len(keys), figsize=(4 * len(keys), 3), squeeze=False)
+    for ax, key in zip(axes.flat, keys):
+        for label, history in runs.items():
+            if history.get(key):
+                steps, values = zip(*history[key])
+                ax.plot(steps, values, label=label, lw=1)
+        for step in marks or ():
+            ax.axvline(step, color="k", ls=":", lw=0.8)
+        ax.set(xlabel="step", title=key)
+        ax.grid(alpha=0.3)
+    axes.flat[0].legend(fontsize=8)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return _save(fig, save, name)
+
+
 def task_bars(scores: dict[str, dict[str, float]], save=None, name: str = "tasks",
               title: str | None = None, target: float | None = None) -> Figure:
     """Grouped bars: for each series (e.g. a model), its score on each task."""
@@ -92,5 +114,51 @@ def task_bars(scores: dict[str, dict[str, float]], save=None, name: str = "tasks
         ax.legend(fontsize=8)
     if title:
         ax.set_title(title)
+    fig.tight_layout()
+    return _save(fig, save, name)
+
+
+def image_rows(rows: dict[str, torch.Tensor], marks: dict[str, list[bool]] | None = None, size: float = 1.2,
+               save=None, name: str = "rows", title: str | None = None) -> Figure:
+    """One row of images per label, e.g. originals and each tokenizer's reconstructions of them;
+    ``marks`` (optional) put a green ✓ or red ✗ on each image of a row."""
+    labels = list(rows)
+    n = max(len(r) for r in rows.values())
+    fig, axes = plt.subplots(len(labels), n, figsize=(n * size + 1.6, len(labels) * size), squeeze=False)
+    for i, label in enumerate(labels):
+        for j, ax in enumerate(axes[i]):
+            ax.set(xticks=[], yticks=[])
+            if j < len(rows[label]):
+                ax.imshow(as_image(rows[label][j]), interpolation="nearest")
+            if marks and label in marks and j < len(marks[label]):
+                ok = marks[label][j]
+                ax.text(0.04, 0.96, "✓" if ok else "✗", transform=ax.transAxes, ha="left", va="top",
+                        fontsize=9, color="tab:green" if ok else "tab:red", fontweight="bold")
+        axes[i, 0].set_ylabel(label, rotation=0, ha="right", va="center", fontsize=8)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return _save(fig, save, name)
+
+
+def rate_quality(rows: list[dict], save=None, name: str = "rate_quality", title: str | None = None) -> Figure:
+    """Rate against quality for tokenizers: tokens and bits per image (log scale) against PSNR and
+    evaluator agreement, one labelled point per row of ``cotlab bench tokenizers``."""
+    fig, axes = plt.subplots(2, 2, figsize=(11, 7.5))
+    for i, (rate, rate_label) in enumerate([("tokens_per_image", "tokens per image"),
+                                            ("bits_per_image", "bits per image")]):
+        for j, (quality, quality_label) in enumerate([("psnr", "PSNR (dB)"), ("agreement", "evaluator agreement")]):
+            ax = axes[j, i]
+            for k, row in enumerate(rows):
+                ax.scatter(row[rate], row[quality], color=f"C{k % 10}", s=36)
+                ax.annotate(row["tokenizer"], (row[rate], row[quality]), fontsize=7, xytext=(4, 3),
+                            textcoords="offset points", color=f"C{k % 10}")
+            ax.set_xscale("log", base=2)
+            ax.set(xlabel=rate_label, ylabel=quality_label)
+            ax.grid(alpha=0.3)
+    axes[1, 0].set_ylim(top=1.02)
+    axes[1, 1].set_ylim(top=1.02)
+    if title:
+        fig.suptitle(title)
     fig.tight_layout()
     return _save(fig, save, name)

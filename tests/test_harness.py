@@ -13,7 +13,8 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from cotlab import harness, io, registry
 from cotlab.errors import CotlabError
-from cotlab.harness import Recipe, checkpoint_card, load_checkpoint, make_trainer, save_checkpoint, train
+from cotlab.harness import (Recipe, checkpoint_card, checkpoint_history, load_checkpoint, load_or_train,
+                            make_trainer, save_checkpoint, train)
 from cotlab.profiles import ProfileConfig
 
 
@@ -111,6 +112,7 @@ def test_checkpoint_round_trip(tmp_path):
     assert card["commit"] and card["date"].endswith("Z")
     text = (folder / "MODEL_CARD.md").read_text()
     assert "cotlab train tiny" in text and "| score | 0.25 |" in text
+    assert checkpoint_history(folder) == {}  # saved without a history
 
 
 def test_missing_checkpoint_names_the_fix(tmp_path):
@@ -143,6 +145,8 @@ def test_train_saves_a_run_then_ships(tiny_registered, tmp_path):
     assert folder.parent == tmp_path / "runs" / "train" and folder.name.startswith("tiny-smoke-")
     assert metrics["score"] == 0.5 and "train_loss" in metrics
     assert checkpoint_card(folder)["steps"] == 2 and model.config.width == 3
+    history = checkpoint_history(folder)  # what the trainer logged, step by step
+    assert history["train_loss"][-1][0] == 1  # the last of the 2 steps
 
     for _ in range(2):  # shipping again replaces the folder
         _, _, shipped = train("tiny", "smoke", ship=True)
@@ -158,3 +162,15 @@ def test_train_refuses_a_used_out_folder(tiny_registered, tmp_path):
     with pytest.raises(CotlabError, match="not empty"):
         train("tiny", "smoke", out=tmp_path / "used")
     assert (tmp_path / "used" / "keep.txt").read_text() == "mine"
+
+
+def test_load_or_train_loads_the_shipped_else_trains(tiny_registered, tmp_path, capsys):
+    model = load_or_train("tiny", "smoke")  # nothing shipped: trained now, into runs/train
+    assert "training it now" in capsys.readouterr().out
+    assert model.config.width == 3 and not (tmp_path / "data" / "checkpoints" / "tiny").exists()
+    train("tiny", "smoke", ship=True)
+    runs = len(list((tmp_path / "runs" / "train").iterdir()))
+    assert type(load_or_train("tiny", "smoke")) is TinyModel  # shipped: loaded, not trained again
+    assert len(list((tmp_path / "runs" / "train").iterdir())) == runs
+    load_or_train("tiny", "smoke", use_pretrained=False)  # asked to train: trains
+    assert len(list((tmp_path / "runs" / "train").iterdir())) == runs + 1

@@ -177,3 +177,11 @@ def test_bench_of_a_named_missing_checkpoint_names_the_command(shipped):
         bench_tokenizers(["vq_f8", "dcae_f8"], n=8)
     with pytest.raises(CotlabError, match="unknown tokenizer 'vqf8'"):
         bench_tokenizers(["vqf8"], n=8)
+
+
+def test_best_time_is_the_fastest_call_after_a_warm_up():
+    from cotlab.bench import best_time
+
+    calls = []
+    seconds = best_time(lambda: calls.append(1), repeats=4)
+    assert len(calls) == 5 and 0 <= seconds < 0.1

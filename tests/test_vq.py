@@ -146,13 +146,13 @@ def test_bad_images_and_configs_name_the_fix():
     model = VQTokenizer(VQConfig.for_profile("smoke"))
     with pytest.raises(ValueError, match=r"World\(image_size=32\)"):
         model.encode_indices(torch.rand(2, 3, 30, 30))
-    with pytest.raises(ValueError, match="widths"):
-        VQConfig.for_profile("smoke", downsample=4)
+    with pytest.raises(ValueError, match="layers_per_block"):
+        VQConfig.for_profile("smoke", block_out_channels=(8, 16, 16))
     with pytest.raises(ValueError, match="rec_loss"):
         VQConfig.for_profile("smoke", rec_loss="huber")
 
 
-@pytest.mark.parametrize("remedies", [dict(), PLAIN, dict(rec_loss="l1")])
+@pytest.mark.parametrize("remedies", [dict(quantize_after=0.0), PLAIN, dict(rec_loss="l1", quantize_after=0.0)])
 def test_loss_falls_on_a_fixed_batch(remedies, images):
     torch.manual_seed(0)
     model = VQTokenizer(VQConfig.for_profile("smoke", **remedies))
@@ -171,6 +171,22 @@ def test_loss_falls_on_a_fixed_batch(remedies, images):
 def test_recipes_build_their_configs():
     f8, f4, plain = (get_recipe(n).build("smoke") for n in ("vq_f8", "vq_f4", "vq_f8_plain"))
     assert (f8.tokens_per_image, f4.tokens_per_image, plain.tokens_per_image) == (16, 64, 16)
-    assert f8.config.ema and f8.config.kmeans_init and f8.config.dead_code_threshold > 0 and f8.config.cosine
+    c = f8.config
+    assert c.ema and c.kmeans_init and c.dead_code_threshold > 0 and c.quantize_after > 0
     q = plain.quantizer
     assert not (q.ema or q.cosine or q.dead_code_threshold or q.code_dim != q.dim) and q.initialized
+    assert plain.config.quantize_after == 0
+
+
+def test_continuous_warmup_leaves_the_codebook_alone(images):
+    """Before ``quantize_after`` the decoder sees z unquantized and the codebook is not yet set up;
+    in eval mode the tokenizer always quantizes."""
+    model = VQTokenizer(VQConfig.for_profile("smoke", quantize_after=0.5))
+    model.train()
+    assert not model.quantizing  # step 0 of 10
+    loss, logs = model.losses(images)
+    loss.backward()
+    assert "usage" not in logs and not model.quantizer.initialized
+    assert all(p.grad is not None for p in model.ae.encoder.parameters())
+    model.eval()
+    assert model.quantizing

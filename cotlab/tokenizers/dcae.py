@@ -214,11 +214,14 @@ class DCAETokenizer(L.LightningModule):
         return weighted_mse(x_hat, x, w), z, x_hat
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        loss, z, _ = self.loss(batch["image"])
+        images = batch["image"]
+        loss, z, x_hat = self.loss(images)
         with torch.no_grad():  # the running σ_z behind the scaling factor
             self.latent_std.lerp_(z.std(), 1 - self.config.scale_momentum)
-        B = len(batch["image"])
+            psnr = peak_signal_noise_ratio(((x_hat + 1) / 2).clamp(0, 1), images.to(self.device), data_range=1.0)
+        B = len(images)
         self.log("train_loss", loss, prog_bar=True, batch_size=B)
+        self.log("train_psnr", psnr, batch_size=B)
         self.log("latent_std", self.latent_std, batch_size=B)
         return loss
 

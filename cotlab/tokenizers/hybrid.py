@@ -70,7 +70,7 @@ class HybridConfig(ProfileConfig):
     lr: float = 1e-3  # 2e-3 threw the latents off the codebook early in stage 2
     weight_decay: float = 0.0
     warmup_steps: int = 100  # at the start of each stage
-    max_steps: int = 2000
+    max_steps: int = 3000
     max_minutes: float | None = 8.0  # a cap on wall time; max_steps should end first
     eval_n: int = 500  # scenes for the recipe's evaluation
     PROFILES: ClassVar[dict[str, dict]] = {

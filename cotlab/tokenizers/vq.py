@@ -22,7 +22,10 @@ gradient and stay dead: *codebook collapse* (``vq_f8_plain`` shows it). The reme
       N_k ← γ N_k + (1 − γ) n_k,    m_k ← γ m_k + (1 − γ) Σ_{i: k_i = k} z_i,    e_k = m_k / N̂_k,
 
   where N̂_k = (N_k + ε) / (Σ_j N_j + K ε) · Σ_j N_j is N_k with Laplace smoothing.
-- **k-means initialisation**: the codebook starts as the k-means centroids of the first batch's z.
+- **k-means initialisation** after a **continuous warm-up**: for the first ``quantize_after`` share of
+  training the decoder sees z unquantized; then the codebook starts as the k-means centroids of the
+  batch's z. (k-means of a random encoder's outputs is nearly one point: the codes would start
+  collapsed, and wait hundreds of steps for restarts.)
 - **Dead-code restarts**: a code whose running count N_k falls below a threshold is replaced by a
   random encoder output of the current batch.
 - **Cosine lookup in a low-dimensional space** (ViT-VQGAN, Yu et al., arXiv 2110.04627): z is projected
@@ -32,8 +35,10 @@ gradient and stay dead: *codebook collapse* (``vq_f8_plain`` shows it). The reme
 Training logs the codebook **usage** (share of codes hit in the batch) and the **perplexity**
 exp(H(p)), p the batch's histogram of codes: a collapsed codebook has a perplexity of a few.
 
-On the Shapes world (4×4 cells of 8×8 px at 32×32) three downsamplings (f8) give a 4×4 grid, one token
-per cell; f4 gives 8×8. The plain background fills about 90% of the pixels, so the reconstruction loss
+The encoder and decoder are the toy-size ``AutoencoderDC`` of ``cotlab.tokenizers.dcae`` (diffusers),
+so the VQ tokenizer, the DC-AE and the hybrid differ only in what happens between encoder and decoder.
+On the Shapes world (4×4 cells of 8×8 px at 32×32) four stages (f8) give a 4×4 grid, one token per
+cell; three (f4) give 8×8. The plain background fills about 90% of the pixels, so the reconstruction loss
 weighs the pixels that differ from it ``foreground_weight`` times more: small shapes and their colours
 are what the tokenizer must not lose.
 """
@@ -53,6 +58,7 @@ from torchmetrics.functional.image import peak_signal_noise_ratio
 from cotlab.harness import Recipe, warmup_cosine
 from cotlab.profiles import ProfileConfig
 from cotlab.shapes import BACKGROUND, ShapesDataModule
+from cotlab.tokenizers.dcae import build_autoencoder
 
 
 # --- config ------------------------------------------------------------------------------------
@@ -60,40 +66,44 @@ from cotlab.shapes import BACKGROUND, ShapesDataModule
 class VQConfig(ProfileConfig):
     """Sizes, remedies and training of the VQ tokenizer; the defaults are the ``cpu`` profile of f8."""
     image_size: int = 32
-    downsample: int = 8  # f: an (H/f)×(W/f) token grid; 8 gives one token per grid cell, 4 gives 8×8
-    widths: tuple[int, ...] = (32, 64, 96, 128)  # channels at each resolution, full size down to the grid
-    blocks: int = 1  # residual blocks per resolution
-    z_channels: int = 64  # C: the encoder's output and the decoder's input
+    block_out_channels: tuple[int, ...] = (16, 32, 64, 128)  # one stage per resolution: f = 2^(stages-1)
+    layers_per_block: tuple[int, ...] = (1, 1, 1, 1)  # ResBlocks per stage, encoder and decoder alike
+    z_channels: int = 32  # C: the encoder's output and the decoder's input
     codebook_size: int = 256  # K
-    code_dim: int | None = 16  # d: lookup space; None looks codes up in the encoder's C dimensions
-    cosine: bool = True  # l2-normalise vectors and codes: the nearest code is the largest cosine
+    code_dim: int | None = None  # d: a lower-dimensional lookup space; None looks codes up in z's C dims
+    cosine: bool = False  # l2-normalise vectors and codes: the nearest code is the largest cosine
     ema: bool = True  # EMA codebook updates; False learns the codes by the codebook loss
-    decay: float = 0.99  # γ of the EMA counts (and of the EMA codebook)
-    kmeans_init: bool = True  # codebook from k-means on the first batch; False: uniform(−1/K, 1/K)
+    decay: float = 0.9  # γ of the EMA counts (and of the EMA codebook): fast, to follow a moving encoder
+    kmeans_init: bool = True  # codebook from k-means on the first quantized batch; False: uniform(−1/K, 1/K)
     dead_code_threshold: float = 0.1  # restart codes whose EMA count N_k falls below; 0 never restarts
+    quantize_after: float = 0.2  # share of max_steps trained without quantizing (then k-means starts)
     beta: float = 0.25  # β, weight of the commitment loss
     rec_loss: str = "mse"  # "mse" or "l1"
     foreground_weight: float = 5.0  # weight of pixels that differ from the background (others: 1)
-    batch_size: int = 64
+    batch_size: int = 32
     lr: float = 1e-3
-    warmup_steps: int = 50
-    max_steps: int = 1500
-    max_minutes: float | None = 8.0  # a cap on wall time; max_steps should end first
+    warmup_steps: int = 100
+    max_steps: int = 3000
+    max_minutes: float | None = 9.0  # a cap on wall time; max_steps should end first
     eval_scenes: int = 500  # scenes for evaluate_tokenizer
     PROFILES: ClassVar[dict[str, dict]] = {
-        "smoke": dict(widths=(8, 16, 16, 16), z_channels=16, codebook_size=32, code_dim=8,
-                      batch_size=16, warmup_steps=2, max_steps=10, max_minutes=1.0, eval_scenes=32),
-        "gpu": dict(widths=(64, 128, 256, 256), blocks=2, z_channels=128, codebook_size=512, code_dim=32,
-                    batch_size=256, dead_code_threshold=0.2, lr=5e-4, warmup_steps=500,
-                    max_steps=20_000, max_minutes=60.0, eval_scenes=2000),
+        "smoke": dict(block_out_channels=(8, 16, 16, 16), z_channels=16, codebook_size=32, batch_size=16,
+                      warmup_steps=2, max_steps=10, max_minutes=1.0, eval_scenes=32),
+        "gpu": dict(block_out_channels=(64, 128, 256, 256), layers_per_block=(2, 2, 2, 2), codebook_size=512,
+                    batch_size=256, lr=5e-4, warmup_steps=500, max_steps=20_000, max_minutes=60.0,
+                    eval_scenes=2000),
     }
 
+    @property
+    def downsample(self) -> int:
+        """f: each stage after the first halves the resolution, giving an (H/f)×(W/f) token grid."""
+        return 2 ** (len(self.block_out_channels) - 1)
+
     def __post_init__(self):
-        levels = int(math.log2(self.downsample))
-        if 2 ** levels != self.downsample or len(self.widths) != levels + 1:
-            raise ValueError(f"downsample {self.downsample} needs a power of two and log2(downsample) + 1 "
-                             f"widths (one per resolution), got {len(self.widths)}: e.g. downsample=4, "
-                             "widths=(32, 64, 128)")
+        if len(self.layers_per_block) != len(self.block_out_channels):
+            raise ValueError(f"layers_per_block needs one entry per stage of block_out_channels, got "
+                             f"{len(self.layers_per_block)} and {len(self.block_out_channels)}: e.g. "
+                             "block_out_channels=(16, 32, 64), layers_per_block=(1, 1, 1) for f4")
         if self.rec_loss not in ("mse", "l1"):
             raise ValueError(f"unknown rec_loss {self.rec_loss!r}: choose 'mse' or 'l1'")
 
@@ -216,6 +226,13 @@ class VectorQuantizer(nn.Module):
             z_q = self.proj_out(self.codes()[indices.reshape(-1)])  # (B·h·w, C)
         return z_q.reshape(B, h, w, self.dim).permute(0, 3, 1, 2)
 
+    def passthrough(self, z: torch.Tensor) -> torch.Tensor:
+        """z (B, C, h, w) through the lookup space and back, unquantized: what the decoder sees
+        during a continuous warm-up, so the codes' k-means later starts from latents that mean something."""
+        B, C, h, w = z.shape
+        with torch.autocast(z.device.type, enabled=False):
+            return self.proj_out(self.project(z)).reshape(B, h, w, C).permute(0, 3, 1, 2)
+
     # --- training -----------------------------------------------------------------------------
     def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, dict]:
         B, C, h, w = z.shape
@@ -278,64 +295,9 @@ class VectorQuantizer(nn.Module):
             self.codebook.data.copy_(F.normalize(e, dim=-1) if self.cosine else e)
 
 
-# --- encoder and decoder -----------------------------------------------------------------------
-def _norm(channels: int) -> nn.GroupNorm:
-    return nn.GroupNorm(min(8, channels), channels)
-
-
-class ResBlock(nn.Module):
-    """x + conv(SiLU(GN(conv(SiLU(GN(x)))))), a 1×1 convolution on the skip when widths differ."""
-
-    def __init__(self, c_in: int, c_out: int):
-        super().__init__()
-        self.net = nn.Sequential(_norm(c_in), nn.SiLU(), nn.Conv2d(c_in, c_out, 3, padding=1),
-                                 _norm(c_out), nn.SiLU(), nn.Conv2d(c_out, c_out, 3, padding=1))
-        self.skip = nn.Conv2d(c_in, c_out, 1) if c_in != c_out else nn.Identity()
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.skip(x) + self.net(x)
-
-
-class Encoder(nn.Module):
-    """(B, 3, H, W) in [−1, 1] -> z (B, C, H/f, W/f). Each 4×4, stride-2 convolution halves the size
-    and keeps the grid aligned: at f8 token (i, j) sits exactly on cell (i, j)."""
-
-    def __init__(self, c: VQConfig):
-        super().__init__()
-        w = c.widths
-        layers: list[nn.Module] = [nn.Conv2d(3, w[0], 3, padding=1)]
-        for i in range(len(w)):
-            layers += [ResBlock(w[i], w[i]) for _ in range(c.blocks)]
-            if i + 1 < len(w):
-                layers.append(nn.Conv2d(w[i], w[i + 1], 4, stride=2, padding=1))
-        layers += [_norm(w[-1]), nn.SiLU(), nn.Conv2d(w[-1], c.z_channels, 1)]
-        self.net = nn.Sequential(*layers)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
-
-
-class Decoder(nn.Module):
-    """z_q (B, C, H/f, W/f) -> (B, 3, H, W) around [−1, 1]; nearest upsampling then a 3×3 convolution."""
-
-    def __init__(self, c: VQConfig):
-        super().__init__()
-        w = c.widths[::-1]
-        layers: list[nn.Module] = [nn.Conv2d(c.z_channels, w[0], 3, padding=1)]
-        for i in range(len(w)):
-            layers += [ResBlock(w[i], w[i]) for _ in range(c.blocks)]
-            if i + 1 < len(w):
-                layers += [nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(w[i], w[i + 1], 3, padding=1)]
-        layers += [_norm(w[-1]), nn.SiLU(), nn.Conv2d(w[-1], 3, 3, padding=1)]
-        self.net = nn.Sequential(*layers)
-
-    def forward(self, z_q: torch.Tensor) -> torch.Tensor:
-        return self.net(z_q)
-
-
 # --- the tokenizer -----------------------------------------------------------------------------
 class VQTokenizer(L.LightningModule):
-    """A VQ tokenizer: conv encoder, vector quantizer, conv decoder, trained on Shapes scenes."""
+    """A VQ tokenizer: DC-AE encoder, vector quantizer, DC-AE decoder, trained on Shapes scenes."""
 
     Config = VQConfig
 
@@ -343,11 +305,10 @@ class VQTokenizer(L.LightningModule):
         super().__init__()
         self.config = c = config
         self.save_hyperparameters(config.to_dict())
-        self.encoder = Encoder(c)
+        self.ae = build_autoencoder(c.block_out_channels, c.layers_per_block, c.z_channels)  # E and G
         self.quantizer = VectorQuantizer(
             c.z_channels, c.codebook_size, c.code_dim, beta=c.beta, cosine=c.cosine, ema=c.ema,
             decay=c.decay, kmeans_init=c.kmeans_init, dead_code_threshold=c.dead_code_threshold)
-        self.decoder = Decoder(c)
         self.register_buffer("background", torch.tensor(BACKGROUND, dtype=torch.float32).div(255).view(1, 3, 1, 1),
                              persistent=False)
 
@@ -370,11 +331,11 @@ class VQTokenizer(L.LightningModule):
         if images.ndim != 4 or images.shape[1] != 3 or images.shape[2] % f or images.shape[3] % f:
             raise ValueError(f"expected images (B, 3, H, W) in [0, 1] with H and W multiples of {f}, "
                              f"got {tuple(images.shape)}: render with World(image_size={self.config.image_size})")
-        return self.encoder(images.to(self.device) * 2 - 1)
+        return self.ae.encoder(images.to(self.device) * 2 - 1)  # (B, C, H/f, W/f)
 
     def decode(self, z_q: torch.Tensor) -> torch.Tensor:
         """Images (B, 3, H, W), unclamped, from a quantized grid z_q (B, C, h, w)."""
-        return (self.decoder(z_q) + 1) / 2
+        return (self.ae.decoder(z_q) + 1) / 2
 
     @torch.no_grad()
     def encode_indices(self, images: torch.Tensor) -> torch.Tensor:
@@ -398,6 +359,11 @@ class VQTokenizer(L.LightningModule):
         z_q, indices, vq_loss, stats = self.quantizer(self.encode(images))
         return self.decode(z_q), indices, vq_loss, stats
 
+    @property
+    def quantizing(self) -> bool:
+        """False during the continuous warm-up: the first ``quantize_after`` share of training."""
+        return not self.training or self.global_step >= self.config.quantize_after * self.config.max_steps
+
     def reconstruction_loss(self, x_hat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """Per-pixel error, weighted mean with weight ``foreground_weight`` where x differs from the
         background by more than 0.1 in some channel (shapes and their antialiased edges), 1 elsewhere."""
@@ -409,7 +375,10 @@ class VQTokenizer(L.LightningModule):
     def losses(self, images: torch.Tensor) -> tuple[torch.Tensor, dict]:
         """The training loss L = L_rec + L_vq, and what to log."""
         x = images.to(self.device)
-        x_hat, _, vq_loss, stats = self(x)
+        if self.quantizing:
+            x_hat, _, vq_loss, stats = self(x)
+        else:  # continuous warm-up: the decoder sees z in the lookup space, unquantized
+            x_hat, vq_loss, stats = self.decode(self.quantizer.passthrough(self.encode(x))), x.new_zeros(()), {}
         rec = self.reconstruction_loss(x_hat, x)
         psnr = peak_signal_noise_ratio(x_hat.detach().clamp(0, 1), x, data_range=1.0)
         return rec + vq_loss, {"rec_loss": rec, "vq_loss": vq_loss, "psnr": psnr, **stats}
@@ -440,17 +409,18 @@ class VQTokenizer(L.LightningModule):
 # --- recipes -----------------------------------------------------------------------------------
 @dataclass
 class VQF4Config(VQConfig):
-    """The f4 tokenizer (8×8 tokens of 4×4 px): one resolution fewer, the rest as f8."""
-    downsample: int = 4
-    widths: tuple[int, ...] = (32, 64, 128)
+    """The f4 tokenizer (8×8 tokens of 4×4 px): one stage fewer, the rest as f8."""
+    block_out_channels: tuple[int, ...] = (16, 32, 64)
+    layers_per_block: tuple[int, ...] = (1, 1, 1)
     PROFILES: ClassVar[dict[str, dict]] = {
-        "smoke": {**VQConfig.PROFILES["smoke"], "widths": (8, 16, 16)},
-        "gpu": {**VQConfig.PROFILES["gpu"], "widths": (64, 128, 256)},
+        "smoke": {**VQConfig.PROFILES["smoke"], "block_out_channels": (8, 16, 16)},
+        "gpu": {**VQConfig.PROFILES["gpu"], "block_out_channels": (64, 128, 256), "layers_per_block": (2, 2, 2)},
     }
 
 
 # every remedy off: codes learned by the codebook loss from uniform(−1/K, 1/K), Euclidean lookup in C dims
-PLAIN = dict(code_dim=None, cosine=False, ema=False, kmeans_init=False, dead_code_threshold=0.0)
+PLAIN = dict(code_dim=None, cosine=False, ema=False, kmeans_init=False, dead_code_threshold=0.0,
+             quantize_after=0.0)
 
 
 def _recipe(name: str, description: str, config: type[VQConfig] = VQConfig, **overrides) -> Recipe:
