@@ -20,7 +20,9 @@ how it is drawn); the decoder must turn either into an image.
    L_rec(D(Z_q)) + L_vq (straight-through estimator; the codebook starts as k-means of the warmed-up
    latents and is kept alive by EMA updates and restarts), until the codebook is stable;
 3. *alternating fine-tune*, [discrete_until, max_steps): encoder and quantizer frozen, each batch
-   decodes D(Z) or D(Z_q) with probability ½, and only the decoder learns.
+   decodes D(Z) (probability ``p_continuous``) or D(Z_q), and only the decoder learns. DC-HT and HART
+   use ½; here 0.7 — measured on 500 scenes after 3,000 steps, the residual was worth +2.15 dB at ½
+   and +2.59 dB at 0.7, and the discrete path lost 0.2 dB.
 
 HART's recipe is stage 3 alone, from scratch and with nothing frozen (``RECIPE_ALTERNATING``): the
 encoder and the codebook then learn while the decoder is also asked to use the residual.
@@ -65,7 +67,7 @@ class HybridConfig(ProfileConfig):
     warmup_until: float = 0.2  # stage 1 (continuous warm-up) ends at this share of max_steps
     discrete_until: float = 0.6  # stage 2 (discrete learning) ends here; stage 3 (alternating) follows
     freeze: bool = True  # stage 3 trains the decoder only; False: everything (HART)
-    p_continuous: float = 0.5  # stage 3: chance that a batch decodes Z rather than Z_q
+    p_continuous: float = 0.7  # stage 3: chance that a batch decodes Z rather than Z_q (HART: 0.5)
     batch_size: int = 32
     lr: float = 1e-3  # 2e-3 threw the latents off the codebook early in stage 2
     weight_decay: float = 0.0
