@@ -38,6 +38,19 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _generate(args: argparse.Namespace) -> int:
+    from cotlab.generate import generate_folder, load_generator
+    from cotlab.geneval import load_metadata
+
+    metas = load_metadata(args.metadata)  # a malformed file fails here, before any model loads
+    model = load_generator(args.model)
+    options = {"cfg": args.cfg, **({"steps": args.steps} if args.steps is not None else {})}
+    out = generate_folder(model, metas, args.outdir, n_samples=args.n_samples, seed=args.seed,
+                          save_process=args.save_process, **options)
+    print(f"wrote {out}; score it with: cotlab geneval score {out}")
+    return 0
+
+
 def _geneval_score(args: argparse.Namespace) -> int:
     from cotlab.geneval import score_folder
 
@@ -99,6 +112,26 @@ def build_parser() -> argparse.ArgumentParser:
     where.add_argument("--ship", action="store_true", help="write to data/checkpoints/NAME, replacing the old one")
     where.add_argument("--out", metavar="DIR", help="write logs and checkpoint to DIR (must be new or empty)")
     train.set_defaults(handler=_train)
+
+    generate = commands.add_parser(
+        "generate", help="generate images for GenEval prompts with a trained generator",
+        description="Generate N_SAMPLES images per prompt of a GenEval metadata file into GenEval's folder "
+                    "layout (OUTDIR/00000/metadata.jsonl, OUTDIR/00000/samples/0000.png …), ready for "
+                    "`cotlab geneval score OUTDIR`. An interrupted run resumes: prompts already complete "
+                    "are kept, and the rest come out as they would have.",
+    )
+    generate.add_argument("model", metavar="MODEL",
+                          help="a shipped generator (e.g. maskgit, raster_ar) or a checkpoint folder")
+    generate.add_argument("--metadata", required=True, metavar="FILE",
+                          help="prompts, e.g. data/geneval_shapes/evaluation_metadata.jsonl")
+    generate.add_argument("--outdir", required=True, metavar="DIR", help="where the images go")
+    generate.add_argument("--n-samples", type=int, default=4, help="images per prompt (default: 4)")
+    generate.add_argument("--steps", type=int, help="decoding steps of a masked model (default: 8)")
+    generate.add_argument("--cfg", type=float, default=3.0, help="classifier-free guidance weight (default: 3)")
+    generate.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    generate.add_argument("--save-process", action="store_true",
+                          help="also save every decoding step's image under OUTDIR/00000/process/")
+    generate.set_defaults(handler=_generate)
 
     geneval = commands.add_parser("geneval", help="the GenEval benchmark on the Shapes world",
                                   description="The GenEval benchmark, transposed to the Shapes world.")

@@ -265,16 +265,22 @@ def load_checkpoint(name_or_path: str | Path, map_location: str | torch.device =
 
 
 def load_or_train(name: str, profile: str | None = None, use_pretrained: bool = True,
-                  seed: int = 0) -> L.LightningModule:
-    """The shipped checkpoint ``name`` if ``use_pretrained`` (and it exists), else ``train`` it now in
-    ``profile`` (into a new ``runs/train/`` folder; the shipped one is left alone)."""
+                  seed: int = 0) -> tuple[L.LightningModule, Path]:
+    """(model, its checkpoint folder): the shipped checkpoint ``name`` if ``use_pretrained`` (and it
+    exists), else ``train`` it now in ``profile``, into a new ``runs/train/`` folder (the shipped one
+    is left alone)."""
     if use_pretrained:
         try:
-            return load_checkpoint(name)
+            return load_checkpoint(name), _checkpoint_folder(name)
         except FileNotFoundError as e:
             print(f"{e}; training it now ({resolve_profile(profile)} profile)")
-    model, _, _ = train(name, profile, seed=seed)
-    return model
+    model, _, folder = train(name, profile, seed=seed)
+    return model, folder
+
+
+def checkpoint_config(name_or_path: str | Path) -> dict[str, Any]:
+    """The config fields a checkpoint was built with, without loading its weights."""
+    return json.loads((_checkpoint_folder(name_or_path) / "config.json").read_text())["config"]
 
 
 def checkpoint_card(name_or_path: str | Path) -> dict[str, Any]:

@@ -22,6 +22,8 @@ RECIPES = {
     "dcae_f8_noshortcut": "cotlab.tokenizers.dcae:RECIPE_F8_NOSHORTCUT",
     "hybrid_f8": "cotlab.tokenizers.hybrid:RECIPE",
     "hybrid_f8_alternating": "cotlab.tokenizers.hybrid:RECIPE_ALTERNATING",
+    "maskgit": "cotlab.masked_ar.model:RECIPE_MASKGIT",
+    "raster_ar": "cotlab.masked_ar.model:RECIPE_RASTER",
 }
 
 

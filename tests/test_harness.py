@@ -165,12 +165,14 @@ def test_train_refuses_a_used_out_folder(tiny_registered, tmp_path):
 
 
 def test_load_or_train_loads_the_shipped_else_trains(tiny_registered, tmp_path, capsys):
-    model = load_or_train("tiny", "smoke")  # nothing shipped: trained now, into runs/train
+    runs = tmp_path / "runs" / "train"
+    model, folder = load_or_train("tiny", "smoke")  # nothing shipped: trained now, into runs/train
     assert "training it now" in capsys.readouterr().out
-    assert model.config.width == 3 and not (tmp_path / "data" / "checkpoints" / "tiny").exists()
+    assert model.config.width == 3 and folder.parent == runs and checkpoint_history(folder)["train_loss"]
     train("tiny", "smoke", ship=True)
-    runs = len(list((tmp_path / "runs" / "train").iterdir()))
-    assert type(load_or_train("tiny", "smoke")) is TinyModel  # shipped: loaded, not trained again
-    assert len(list((tmp_path / "runs" / "train").iterdir())) == runs
-    load_or_train("tiny", "smoke", use_pretrained=False)  # asked to train: trains
-    assert len(list((tmp_path / "runs" / "train").iterdir())) == runs + 1
+    trained = len(list(runs.iterdir()))
+    model, folder = load_or_train("tiny", "smoke")  # shipped: loaded, not trained again
+    assert type(model) is TinyModel and folder == tmp_path / "data" / "checkpoints" / "tiny"
+    assert len(list(runs.iterdir())) == trained
+    _, folder = load_or_train("tiny", "smoke", use_pretrained=False)  # asked to train: trains
+    assert folder.parent == runs and len(list(runs.iterdir())) == trained + 1

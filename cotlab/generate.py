@@ -1,0 +1,112 @@
+"""Generate images for GenEval prompts with a trained generator, in memory or in GenEval's layout.
+
+``cotlab generate MODEL --metadata FILE --outdir DIR`` writes ``DIR/00000/metadata.jsonl`` and
+``DIR/00000/samples/0000.png …`` per prompt (and with ``--save-process`` the intermediate image of
+every decoding step, ``DIR/00000/process/0000/step_00.png …``), which ``cotlab geneval score DIR``
+scores. The samples of prompt i depend only on (seed, i), so an interrupted run resumes where it
+stopped and gives the same images as an uninterrupted one.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Iterator
+
+from tqdm.auto import tqdm
+
+from cotlab import geneval
+from cotlab.errors import CotlabError
+from cotlab.io import atomic_write_json
+from cotlab.tokenizers.metrics import to_uint8
+
+
+def decode(model, captions: list[str], seed: int, keep_steps: bool = False, steps: int = 8, cfg: float = 3.0):
+    """One image per caption with the decoding that fits the model: MaskGIT decoding in ``steps``
+    steps for a masked model, token by token for a raster one (``steps`` unused: it takes N)."""
+    from cotlab.masked_ar.decoding import maskgit_decode, raster_decode
+
+    if model.config.order == "masked":
+        return maskgit_decode(model, captions, steps=steps, cfg=cfg, seed=seed, keep_steps=keep_steps)
+    return raster_decode(model, captions, cfg=cfg, seed=seed)
+
+
+def prompt_seed(seed: int, index: int) -> int:
+    """The seed of prompt ``index``'s samples: the same whatever else is generated in the run."""
+    return seed * 1_000_003 + index
+
+
+def samples(model, metas: list[dict], n_samples: int = 4, seed: int = 0, keep_steps: bool = False,
+            skip=lambda index: False, **options) -> Iterator[tuple[int, dict, object]]:
+    """For each prompt (unless ``skip(index)``), ``(index, meta, DecodeResult of its n_samples images)``."""
+    for index, meta in enumerate(metas):
+        if not skip(index):
+            yield index, meta, decode(model, [meta["prompt"]] * n_samples, prompt_seed(seed, index),
+                                      keep_steps, **options)
+
+
+def evaluate_generator(model, metas: list[dict], n_samples: int = 4, seed: int = 0, progress: bool = True,
+                       **options) -> dict:
+    """GenEval's summary (per tag, overall) of ``n_samples`` images per prompt, judged in memory; also
+    ``forward_passes`` per image."""
+    rows, passes = [], 0
+    for index, meta, result in tqdm(samples(model, metas, n_samples, seed, **options), total=len(metas),
+                                    desc="generate + judge", disable=not progress, mininterval=2):
+        passes = result.forward_passes
+        for j, image in enumerate(to_uint8(result.images)):
+            correct, reason = geneval.judge(image, meta)
+            rows.append({"filename": f"{index:05d}/samples/{j:04d}.png",  # as score_folder names them
+                         "tag": meta["tag"], "prompt": meta["prompt"], "correct": correct, "reason": reason})
+    return {**geneval.summarize(rows), "forward_passes": passes}
+
+
+def _complete(folder: Path, n_samples: int) -> bool:
+    return all((folder / "samples" / f"{j:04d}.png").is_file() for j in range(n_samples))
+
+
+def generate_folder(model, metas: list[dict], outdir: str | Path, n_samples: int = 4, seed: int = 0,
+                    save_process: bool = False, **options) -> Path:
+    """Write GenEval's layout for ``metas`` into ``outdir``; prompt folders already complete are kept
+    (a resumed run), so nothing written is lost. ``run.json`` records the settings, and a resumed run
+    must use the same ones."""
+    from PIL import Image
+
+    outdir = Path(outdir)
+    outdir.mkdir(parents=True, exist_ok=True)
+    settings = {"n_samples": n_samples, "seed": seed, "save_process": save_process, **options}
+    run_file = outdir / "run.json"
+    if run_file.is_file():
+        before = json.loads(run_file.read_text())
+        if {k: before.get(k) for k in settings} != settings:
+            raise CotlabError(f"{outdir} holds a run with other settings ({run_file}): use a new --outdir, "
+                              "or the same settings to resume it")
+    else:
+        atomic_write_json(run_file, settings)
+    done = {i for i in range(len(metas)) if _complete(outdir / f"{i:05d}", n_samples)}
+    if done:
+        print(f"resuming: {len(done)} of {len(metas)} prompts already in {outdir}")
+    work = samples(model, metas, n_samples, seed, keep_steps=save_process, skip=done.__contains__, **options)
+    for index, meta, result in tqdm(work, total=len(metas) - len(done), desc="generate", mininterval=2):
+        folder = outdir / f"{index:05d}"
+        if save_process:
+            for t, step in enumerate(result.steps):
+                for j, image in enumerate(to_uint8(step["image"])):
+                    path = folder / "process" / f"{j:04d}" / f"step_{t:02d}.png"
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    Image.fromarray(image).save(path)
+        geneval.write_prompt_folder(outdir, index, meta, list(to_uint8(result.images)))  # samples last
+    return outdir
+
+
+def load_generator(name_or_path: str):
+    """A generator checkpoint by name or folder, with a one-line error naming the fix."""
+    from cotlab.harness import load_checkpoint
+    from cotlab.masked_ar.model import MaskedAR
+
+    try:
+        model = load_checkpoint(name_or_path)
+    except FileNotFoundError as e:
+        raise CotlabError(str(e)) from None
+    if not isinstance(model, MaskedAR):
+        raise CotlabError(f"{name_or_path} is a {type(model).__name__}, not a generator: "
+                          "choose e.g. maskgit")
+    return model

@@ -1,0 +1,121 @@
+"""The token transformer (masked and raster), its decoding, and generation in GenEval's layout.
+
+The smoke-size transformers here read the shipped ``vq_f8`` tokens and ``clip`` text encoder."""
+import numpy as np
+import pytest
+import torch
+
+from cotlab.errors import CotlabError
+from cotlab.generate import evaluate_generator, generate_folder, load_generator
+from cotlab.geneval import benchmark_prompts
+from cotlab.masked_ar.decoding import mask_schedule, maskgit_decode, raster_decode
+from cotlab.masked_ar.model import MaskedAR, MaskedARConfig, cosine_schedule
+from cotlab.shapes import World, make_batch
+
+
+@pytest.fixture(scope="module")
+def batch():
+    return make_batch(World(), np.random.default_rng(0), 8)
+
+
+def model(order="masked", **overrides):
+    torch.manual_seed(0)
+    return MaskedAR(MaskedARConfig.for_profile("smoke", order=order, **overrides)).eval()
+
+
+def test_schedules():
+    assert cosine_schedule(torch.tensor(0.0)) == 1 and cosine_schedule(torch.tensor(1.0)).abs() < 1e-6
+    for steps in (1, 4, 8, 16):
+        counts = mask_schedule(steps, 16)
+        assert len(counts) == steps and counts[-1] == 0
+        assert all(a > b for a, b in zip([16, *counts], counts))  # every step commits at least one token
+
+
+def test_shapes_and_attention_pattern(batch):
+    for order in ("masked", "raster"):
+        m = model(order)
+        tokens = m.encode_images(batch["image"])  # (B, 16)
+        assert tokens.shape == (8, 16) and 0 <= tokens.min() and tokens.max() < m.codebook_size
+        text, pad = m.encode_text(batch["caption"])
+        logits = m(tokens, text, pad)
+        assert logits.shape == (8, 16, m.codebook_size)
+        changed = tokens.clone()
+        changed[:, 9] = (changed[:, 9] + 1) % m.codebook_size
+        moved = (m(changed, text, pad) - logits).abs().amax(dim=(0, 2)) > 1e-6  # (16,): which positions moved
+        if order == "raster":  # position i reads inputs ≤ i only
+            assert not moved[:9].any() and moved[9:].all()
+        else:
+            assert moved.all()
+
+
+@pytest.mark.parametrize("order", ["masked", "raster"])
+def test_loss_falls_on_a_fixed_batch(order, batch):
+    m = model(order, p_uncond=0.0).train()
+    optimizer = torch.optim.AdamW(m.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(40):
+        torch.manual_seed(1)  # the same masks each step
+        loss, logs = m.loss(batch["image"], batch["caption"])
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert np.mean(losses[-5:]) < 0.7 * np.mean(losses[:5])
+    assert 0 < logs["masked_share"] <= 1
+
+
+def test_maskgit_decoding_commits_tokens_and_reports_its_steps():
+    m = model()
+    captions = ["a photo of a red circle", "a photo of two squares"]
+    result = maskgit_decode(m, captions, steps=4, cfg=2.0, seed=3, keep_steps=True)
+    assert result.tokens.shape == (2, 16) and result.tokens.max() < m.codebook_size  # no [MASK] left
+    assert result.images.shape == (2, 3, 32, 32) and result.forward_passes == 4 * 2
+    assert [int(s["masked"][0].sum()) for s in result.steps] == mask_schedule(4, 16)
+    for before, after in zip(result.steps, result.steps[1:]):
+        kept = ~before["masked"]  # committed after the earlier step: unchanged from then on
+        assert torch.equal(after["sampled"][kept], before["sampled"][kept])
+    assert torch.equal(result.steps[-1]["sampled"], result.tokens)  # the final tokens, all filled
+    again = maskgit_decode(m, captions, steps=4, cfg=2.0, seed=3)
+    assert torch.equal(again.tokens, result.tokens) and again.steps == []
+    assert maskgit_decode(m, captions, steps=4, cfg=1.0).forward_passes == 4
+
+
+def test_raster_decoding_and_wrong_uses():
+    r = model("raster")
+    result = raster_decode(r, ["a photo of a blue cross"], cfg=3.0, seed=0)
+    assert result.tokens.shape == (1, 16) and result.tokens.max() < r.codebook_size
+    assert result.forward_passes == 16 * 2
+    with pytest.raises(ValueError, match="raster_decode"):
+        maskgit_decode(r, ["a photo of a blue cross"])
+    with pytest.raises(ValueError, match="maskgit_decode"):
+        raster_decode(model(), ["a photo of a blue cross"])
+    with pytest.raises(ValueError, match="steps must be between 1 and the 16"):
+        maskgit_decode(model(), ["a photo of a blue cross"], steps=17)
+    with pytest.raises(ValueError, match="unknown order"):
+        MaskedARConfig(order="diagonal")
+
+
+def test_generate_folder_writes_geneval_layout_and_resumes(tmp_path):
+    m = model()
+    metas = benchmark_prompts()[:3]
+    out = generate_folder(m, metas, tmp_path / "out", n_samples=2, seed=1, save_process=True, steps=4)
+    first = {p.relative_to(out): p.read_bytes() for p in out.rglob("*.png")}
+    assert len([p for p in first if p.parts[1] == "samples"]) == 3 * 2
+    assert len([p for p in first if p.parts[1] == "process"]) == 3 * 2 * 4  # every step of every sample
+    (out / "00001" / "samples" / "0001.png").unlink()  # as if interrupted
+    generate_folder(m, metas, out, n_samples=2, seed=1, save_process=True, steps=4)
+    assert {p.relative_to(out): p.read_bytes() for p in out.rglob("*.png")} == first  # the same images
+    with pytest.raises(CotlabError, match="other settings"):
+        generate_folder(m, metas, out, n_samples=2, seed=2, steps=4)
+    from cotlab.geneval import score_folder
+    summary = score_folder(out, quiet=True)
+    assert summary["images"] == 6 and 0 <= summary["overall"] <= 1
+
+
+def test_evaluate_generator_and_load_errors():
+    summary = evaluate_generator(model(), benchmark_prompts()[::100], n_samples=1, steps=2, progress=False)
+    assert 0 <= summary["overall"] <= 1 and summary["forward_passes"] == 2 * 2
+    with pytest.raises(CotlabError, match="not a generator"):
+        load_generator("vq_f8")
+    with pytest.raises(CotlabError, match="cotlab train nosuch"):
+        load_generator("nosuch")
