@@ -6,6 +6,9 @@ the same scenes degraded the way generated images are.
 
 ``bench_tokenizers`` puts every shipped tokenizer side by side on the same scenes: rate (tokens and
 bits per image), quality (PSNR, SSIM, evaluator agreement, Shapes-FD), codebook use and throughput.
+
+``bench_decoding`` puts the shipped generators side by side on the same prompts: MaskGIT decoding at
+several step counts against raster-order AR — GenEval score, forward passes and images per second.
 """
 from __future__ import annotations
 
@@ -292,4 +295,72 @@ def format_tokenizers(result: dict) -> str:
                  + ("Shapes-FD: not computed (no shapes_classifier checkpoint)." if fd is None else
                     f"Shapes-FD in the features of shapes_classifier (cell accuracy {accuracy}); "
                     "not comparable to Inception FID."))
+    return "\n".join(lines)
+
+
+# --- decoding ----------------------------------------------------------------------------------
+GENERATORS = ("maskgit", "raster_ar", "maskgit_f4", "raster_ar_f4")
+
+
+def bench_decoding(names: list[str] | None = None, steps: tuple[int, ...] = (4, 8, 16), every: int = 4,
+                   n_samples: int = 4, cfg: float = 3.0, seed: int = 0, json_path: str | None = None) -> dict:
+    """Each shipped generator on every ``every``-th benchmark prompt (stratified by tag), ``n_samples``
+    each: a masked model once per step count in ``steps`` (at most its N tokens), a raster one once
+    (N steps). Rows: GenEval overall and per tag, transformer forward passes per image, images/s."""
+    from . import harness
+    from .errors import CotlabError
+    from .generate import evaluate_generator
+    from .geneval import benchmark_prompts
+
+    models = {}
+    for name in names or GENERATORS:
+        try:
+            models[name] = harness.load_checkpoint(name)
+        except FileNotFoundError as e:
+            if names:
+                raise CotlabError(str(e)) from None
+            print(f"skipped: {e}")
+    if not models:
+        raise CotlabError("no generator checkpoint is shipped: train one with "
+                          f"cotlab train NAME --profile cpu --ship (NAME one of {', '.join(GENERATORS)})")
+    metas = [m for tag in TAGS for m in [m for m in benchmark_prompts() if m["tag"] == tag][::every]]
+    rows = []
+    for name, model in models.items():
+        plans = [s for s in steps if s <= model.num_tokens] if model.config.order == "masked" else [None]
+        for k in plans:
+            options = {"cfg": cfg, **({"steps": k} if k else {})}
+            start = time.perf_counter()
+            summary = evaluate_generator(model, metas, n_samples, seed, progress=False, **options)
+            seconds = time.perf_counter() - start
+            rows.append({"generator": name, "order": model.config.order, "tokens": model.num_tokens,
+                         "steps": k or model.num_tokens, "overall": summary["overall"], "tags": summary["tags"],
+                         "forward_passes": summary["forward_passes"],
+                         "images_per_s": len(metas) * n_samples / seconds})
+    result = {"prompts": len(metas), "n_samples": n_samples, "cfg": cfg, "seed": seed, "rows": rows}
+    print(format_decoding(result))
+    if json_path:
+        atomic_write_json(json_path, result)
+    return result
+
+
+def format_decoding(result: dict) -> str:
+    lines = ["| generator | order | tokens | steps | overall | " + " | ".join(TAGS) +
+             " | forward passes / image | images/s (incl. judging) |",
+             "|---|---|---|---|---|" + "---|" * len(TAGS) + "---|---|"]
+    for r in result["rows"]:
+        lines.append(f"| {r['generator']} | {r['order']} | {r['tokens']} | {r['steps']} | {r['overall']:.3f} | "
+                     + " | ".join(f"{r['tags'].get(t, float('nan')):.2f}" for t in TAGS)
+                     + f" | {r['forward_passes']} | {r['images_per_s']:.0f} |")
+    by_tokens: dict[int, dict] = {}
+    for r in result["rows"]:
+        by_tokens.setdefault(r["tokens"], {}).setdefault(r["order"], []).append(r)
+    for N, orders in sorted(by_tokens.items()):
+        if "masked" in orders and "raster" in orders:
+            raster = orders["raster"][0]
+            for m in orders["masked"]:
+                lines.append(f"{N} tokens, masked in {m['steps']} steps vs raster: overall "
+                             f"{m['overall'] - raster['overall']:+.3f}, "
+                             f"{raster['forward_passes'] / m['forward_passes']:.1f}× fewer forward passes")
+    lines.append(f"\n{result['prompts']} prompts (every tag) × {result['n_samples']} samples, cfg {result['cfg']}, "
+                 f"seed {result['seed']}.")
     return "\n".join(lines)

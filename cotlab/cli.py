@@ -75,6 +75,16 @@ def _bench_tokenizers(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench_decoding(args: argparse.Namespace) -> int:
+    from cotlab.bench import bench_decoding
+
+    names = [n.strip() for n in args.only.split(",") if n.strip()] if args.only else None
+    steps = tuple(int(k) for k in args.steps.split(","))
+    bench_decoding(names, steps=steps, every=args.every, n_samples=args.n_samples, cfg=args.cfg,
+                   seed=args.seed, json_path=args.json)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``cotlab`` and its subcommands."""
     parser = argparse.ArgumentParser(
@@ -171,6 +181,21 @@ def build_parser() -> argparse.ArgumentParser:
                             help="benchmark only these checkpoints, e.g. --only vq_f8,hybrid_f8")
     tokenizers.add_argument("--json", metavar="FILE", help="also write the results to FILE as JSON")
     tokenizers.set_defaults(handler=_bench_tokenizers)
+    decoding = bench_commands.add_parser(
+        "decoding", help="masked decoding in K steps against raster AR: score, forward passes, speed",
+        description="Every shipped generator (maskgit, raster_ar, maskgit_f4, raster_ar_f4) on the same "
+                    "stratified benchmark prompts: a masked model at each step count, a raster one token "
+                    "by token. Prints GenEval overall and per tag, forward passes per image and images/s.",
+    )
+    decoding.add_argument("--only", metavar="NAME,NAME", help="only these generators (names or folders)")
+    decoding.add_argument("--steps", default="4,8,16", help="step counts for masked models (default: 4,8,16)")
+    decoding.add_argument("--every", type=int, default=4,
+                          help="use every EVERY-th prompt of each tag (default: 4, i.e. 139 prompts)")
+    decoding.add_argument("--n-samples", type=int, default=4, help="images per prompt (default: 4)")
+    decoding.add_argument("--cfg", type=float, default=3.0, help="guidance weight (default: 3)")
+    decoding.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    decoding.add_argument("--json", metavar="FILE", help="also write the results to FILE as JSON")
+    decoding.set_defaults(handler=_bench_decoding)
     return parser
 
 

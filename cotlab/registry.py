@@ -24,6 +24,8 @@ RECIPES = {
     "hybrid_f8_alternating": "cotlab.tokenizers.hybrid:RECIPE_ALTERNATING",
     "maskgit": "cotlab.masked_ar.model:RECIPE_MASKGIT",
     "raster_ar": "cotlab.masked_ar.model:RECIPE_RASTER",
+    "maskgit_f4": "cotlab.masked_ar.model:RECIPE_MASKGIT_F4",
+    "raster_ar_f4": "cotlab.masked_ar.model:RECIPE_RASTER_F4",
 }
 
 

@@ -20,7 +20,8 @@ def test_help_lists_the_commands(capsys):
         assert command in out
 
 
-@pytest.mark.parametrize("command", [["run"], ["train"], ["generate"], ["geneval", "score"], ["bench", "evaluator"]])
+@pytest.mark.parametrize("command", [["run"], ["train"], ["generate"], ["geneval", "score"], ["bench", "evaluator"],
+                                     ["bench", "tokenizers"], ["bench", "decoding"]])
 def test_every_subcommand_has_help(command, capsys):
     with pytest.raises(SystemExit) as exit:
         main([*command, "--help"])

@@ -119,3 +119,17 @@ def test_evaluate_generator_and_load_errors():
         load_generator("vq_f8")
     with pytest.raises(CotlabError, match="cotlab train nosuch"):
         load_generator("nosuch")
+
+
+def test_bench_decoding_compares_masked_steps_with_raster(tmp_path):
+    from cotlab.bench import bench_decoding
+    from cotlab.harness import save_checkpoint
+
+    folders = [save_checkpoint(model(order), tmp_path / order, name=order, profile="smoke", command="test",
+                               train_seconds=0.0, steps=0, metrics={}) for order in ("masked", "raster")]
+    result = bench_decoding([str(f) for f in folders], steps=(2, 4), every=60, n_samples=1,
+                            json_path=tmp_path / "decoding.json")
+    rows = [(r["order"], r["steps"], r["forward_passes"]) for r in result["rows"]]
+    assert rows == [("masked", 2, 4), ("masked", 4, 8), ("raster", 16, 32)]
+    assert all(0 <= r["overall"] <= 1 and r["images_per_s"] > 0 for r in result["rows"])
+    assert result["prompts"] == 12 and (tmp_path / "decoding.json").is_file()

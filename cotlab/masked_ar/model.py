@@ -236,3 +236,6 @@ def _recipe(name: str, description: str, **overrides) -> Recipe:
 
 RECIPE_MASKGIT = _recipe("maskgit", "MaskGIT over the 16 vq_f8 tokens, conditioned on the CLIP text encoder")
 RECIPE_RASTER = _recipe("raster_ar", "raster-order AR baseline over the 16 vq_f8 tokens", order="raster")
+RECIPE_MASKGIT_F4 = _recipe("maskgit_f4", "MaskGIT over the 64 vq_f4 tokens", tokenizer="vq_f4")
+RECIPE_RASTER_F4 = _recipe("raster_ar_f4", "raster-order AR baseline over the 64 vq_f4 tokens",
+                           tokenizer="vq_f4", order="raster")
