@@ -32,9 +32,9 @@ def atomic_output(path: str | Path) -> Iterator[Path]:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
-    os.chmod(tmp, 0o644)  # mkstemp makes it private; give it an ordinary file's mode
     try:
         yield Path(tmp)
+        os.chmod(tmp, 0o644)  # mkstemp (and some writers, e.g. safetensors) make it private
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

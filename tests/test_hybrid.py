@@ -59,6 +59,7 @@ def test_discrete_path_ignores_the_residual(trained, batch):
         discrete = trained.reconstruct(batch, residual=False)
         assert torch.equal(discrete, trained.decode(indices))
         assert torch.equal(discrete, trained.decode(trained.encode_indices(batch)))
+        assert torch.equal(discrete, trained.decode_indices(indices))  # the VQ tokenizers' interface
         assert not torch.equal(discrete, trained.decode(indices, residual))
 
 

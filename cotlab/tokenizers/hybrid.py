@@ -158,6 +158,10 @@ class HybridTokenizer(L.LightningModule):
             z = z + residual.to(self.device)  # Z = Z_q + Z_r
         return ((self.ae.decode(z).sample + 1) / 2).clamp(0, 1)
 
+    def decode_indices(self, indices: torch.Tensor) -> torch.Tensor:
+        """D(Z_q): images from the discrete tokens alone, as the VQ tokenizers decode theirs."""
+        return self.decode(indices)
+
     def reconstruct(self, images: torch.Tensor, residual: bool = True) -> torch.Tensor:
         """Encode and decode, with the residual (discrete + continuous) or without it (discrete only)."""
         indices, z_r = self.encode(images)

@@ -409,9 +409,12 @@ class VQTokenizer(L.LightningModule):
 # --- recipes -----------------------------------------------------------------------------------
 @dataclass
 class VQF4Config(VQConfig):
-    """The f4 tokenizer (8×8 tokens of 4×4 px): one stage fewer, the rest as f8."""
+    """The f4 tokenizer (8×8 tokens of 4×4 px): one stage fewer, and longer training — each shape
+    spans 2×2 tokens, and at 3,000 steps (PSNR 34.6 dB, still rising) agreement was 0.970."""
     block_out_channels: tuple[int, ...] = (16, 32, 64)
     layers_per_block: tuple[int, ...] = (1, 1, 1)
+    max_steps: int = 4500
+    max_minutes: float | None = 9.5
     PROFILES: ClassVar[dict[str, dict]] = {
         "smoke": {**VQConfig.PROFILES["smoke"], "block_out_channels": (8, 16, 16)},
         "gpu": {**VQConfig.PROFILES["gpu"], "block_out_channels": (64, 128, 256), "layers_per_block": (2, 2, 2)},
