@@ -135,7 +135,11 @@ class MaskedAR(L.LightningModule):
 
     # --- the transformer ---------------------------------------------------------------------------
     def forward(self, tokens: torch.Tensor, text: torch.Tensor, text_pad: torch.Tensor) -> torch.Tensor:
-        """Logits (B, N, K) over the codes at every image position.
+        """Logits (B, N, K) over the codes at every image position (see ``hidden``)."""
+        return self.head(self.hidden(tokens, text, text_pad))
+
+    def hidden(self, tokens: torch.Tensor, text: torch.Tensor, text_pad: torch.Tensor) -> torch.Tensor:
+        """The final hidden states (B, N, D) at the image positions, after the last layer norm.
 
         tokens (B, N) in [0, K] (K = [MASK], or [START] at position 0 in raster order, where the
         input is shifted right by one); text (B, T, D_text) and text_pad (B, T) from ``encode_text``.
@@ -152,7 +156,7 @@ class MaskedAR(L.LightningModule):
             blocked[T:, T:] = torch.ones(N, N, dtype=torch.bool, device=x.device).triu(1)
         pad = torch.cat([text_pad, torch.zeros(B, N, dtype=torch.bool, device=x.device)], dim=1)  # (B, T+N)
         h = self.transformer(x, mask=blocked, src_key_padding_mask=pad)  # (B, T+N, D)
-        return self.head(self.norm(h[:, T:]))  # (B, N, K)
+        return self.norm(h[:, T:])  # (B, N, D)
 
     def prefix(self, captions: list[str], cfg: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
         """The text prefix for decoding, computed once: the captions' states, followed by as many
@@ -236,6 +240,8 @@ def _recipe(name: str, description: str, **overrides) -> Recipe:
 
 RECIPE_MASKGIT = _recipe("maskgit", "MaskGIT over the 16 vq_f8 tokens, conditioned on the CLIP text encoder")
 RECIPE_RASTER = _recipe("raster_ar", "raster-order AR baseline over the 16 vq_f8 tokens", order="raster")
+RECIPE_MASKGIT_HYBRID = _recipe("maskgit_hybrid", "MaskGIT over the 16 discrete tokens of hybrid_f8 (DC-AR's "
+                                "transformer; cotlab.masked_ar.dcar adds the residual)", tokenizer="hybrid_f8")
 RECIPE_MASKGIT_F4 = _recipe("maskgit_f4", "MaskGIT over the 64 vq_f4 tokens", tokenizer="vq_f4")
 RECIPE_RASTER_F4 = _recipe("raster_ar_f4", "raster-order AR baseline over the 64 vq_f4 tokens",
                            tokenizer="vq_f4", order="raster")

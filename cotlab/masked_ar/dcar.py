@@ -1,0 +1,161 @@
+"""DC-AR's residual head: the hybrid tokenizer's continuous residual, drawn by flow matching.
+
+*DC-AR: Efficient Masked Autoregressive Image Generation with Deep Compression Hybrid Tokenizer*
+(arXiv 2507.04947), after HART (arXiv 2410.10812) and MAR's per-token diffusion head (arXiv 2406.11838).
+A masked transformer (``maskgit_hybrid``) generates the 16 discrete tokens k of the hybrid tokenizer;
+then a light head adds what the tokens leave out, the residual Z_r = Z − Z_q, one vector per position i,
+conditioned on the transformer's final hidden state h_i there:
+
+    x_1 = Z_r,i / σ   (σ: the residual's standard deviation, so x_1 has unit scale)
+    x_0 ~ N(0, I),  t ~ U(0, 1),  x_t = (1 − t) x_0 + t x_1                (rectified flow)
+    L = E ‖v_θ(x_t, t, h_i) − (x_1 − x_0)‖²
+
+Sampling integrates dx/dt = v_θ(x, t, h_i) from t = 0 to 1 with Euler steps, and the image is the
+hybrid decoder's D(Z_q + σ x_1). The head is an MLP applied to every position independently, so it
+costs a small fraction of a transformer step.
+
+Training needs the transformer frozen: its hidden states for the training images' own tokens (all
+given, none masked) condition the head.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import ClassVar
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from cotlab.harness import Recipe, checkpoint_config, load_checkpoint, warmup_cosine
+from cotlab.profiles import ProfileConfig
+from cotlab.shapes import ShapesDataModule
+
+
+@dataclass
+class ResidualHeadConfig(ProfileConfig):
+    """Sizes and training of the residual head; the defaults are the ``cpu`` profile."""
+    generator: str = "maskgit_hybrid"  # the MaskedAR over hybrid_f8 tokens whose hidden states condition
+    width: int = 256
+    depth: int = 3  # residual MLP blocks
+    sample_steps: int = 8  # Euler steps when sampling
+    batch_size: int = 128
+    lr: float = 1e-3
+    warmup_steps: int = 100
+    max_steps: int = 2000
+    max_minutes: float | None = 8.0
+    PROFILES: ClassVar[dict[str, dict]] = {
+        "smoke": dict(width=32, depth=1, batch_size=16, warmup_steps=2, max_steps=8, max_minutes=1.0),
+        "gpu": dict(width=1024, depth=6, batch_size=512, warmup_steps=500, max_steps=20_000, max_minutes=60.0),
+    }
+
+
+def time_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
+    """Sinusoidal features (…, dim) of times t (…) in [0, 1]."""
+    freqs = torch.exp(-math.log(1000.0) * torch.arange(dim // 2, device=t.device) / (dim // 2))
+    angles = t[..., None] * 1000.0 * freqs
+    return torch.cat([angles.sin(), angles.cos()], dim=-1)
+
+
+class Block(nn.Module):
+    """x + MLP(LN(x)): a residual MLP block."""
+
+    def __init__(self, width: int):
+        super().__init__()
+        self.net = nn.Sequential(nn.LayerNorm(width), nn.Linear(width, 2 * width), nn.SiLU(),
+                                 nn.Linear(2 * width, width))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.net(x)
+
+
+class ResidualHead(L.LightningModule):
+    """v_θ(x_t, t, h): the velocity of the residual's flow at every position (DC-AR's residual head)."""
+
+    Config = ResidualHeadConfig
+
+    def __init__(self, config: ResidualHeadConfig):
+        super().__init__()
+        self.config = c = config
+        self.save_hyperparameters(c.to_dict())
+        self._generator = None  # the frozen MaskedAR, loaded on first use
+        generator = checkpoint_config(c.generator)
+        self.channels = checkpoint_config(generator["tokenizer"])["latent_channels"]  # C of Z_r
+        D = generator["width"]
+        self.inputs = nn.Linear(self.channels + D + 64, c.width)
+        self.blocks = nn.Sequential(*[Block(c.width) for _ in range(c.depth)])
+        self.out = nn.Sequential(nn.LayerNorm(c.width), nn.Linear(c.width, self.channels))
+        self.register_buffer("residual_std", torch.tensor(0.0))  # σ, set from the first batch
+
+    @property
+    def generator(self):
+        """The frozen masked transformer (its ``frozen["tokenizer"]`` is the hybrid tokenizer)."""
+        if self._generator is None:
+            self._generator = load_checkpoint(self.config.generator).requires_grad_(False)
+        if self._generator.device != self.device:
+            self._generator.to(self.device)
+        return self._generator
+
+    def velocity(self, x_t: torch.Tensor, t: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+        """v_θ (B, N, C) for x_t (B, N, C), times t (B,) and hidden states h (B, N, D)."""
+        te = time_embedding(t, 64)[:, None].expand(-1, x_t.shape[1], -1)  # (B, N, 64)
+        return self.out(self.blocks(self.inputs(torch.cat([x_t, h, te], dim=-1))))
+
+    @torch.no_grad()
+    def condition(self, tokens: torch.Tensor, captions: list[str]) -> torch.Tensor:
+        """The transformer's hidden states (B, N, D) for complete token maps (B, N) and captions."""
+        g = self.generator
+        return g.hidden(tokens.to(self.device), *g.encode_text(captions))
+
+    def loss(self, images: torch.Tensor, captions: list[str]) -> torch.Tensor:
+        """The flow-matching loss of a batch (see the module docstring)."""
+        with torch.no_grad():
+            tokens, z_r = self.generator.frozen["tokenizer"].encode(images.to(self.device))  # (B, N), (B, C, h, w)
+            if self.residual_std == 0:
+                self.residual_std.fill_(z_r.std().item())
+            x_1 = z_r.flatten(2).transpose(1, 2) / self.residual_std  # (B, N, C)
+            h = self.condition(tokens, captions)  # (B, N, D)
+        x_0 = torch.randn_like(x_1)
+        t = torch.rand(len(x_1), device=self.device)  # (B,)
+        x_t = (1 - t[:, None, None]) * x_0 + t[:, None, None] * x_1
+        return F.mse_loss(self.velocity(x_t, t, h), x_1 - x_0)
+
+    @torch.no_grad()
+    def sample(self, h: torch.Tensor, seed: int = 0) -> torch.Tensor:
+        """A residual Z_r (B, C, side, side) for hidden states h (B, N, D), by Euler integration."""
+        g = torch.Generator(device=self.device).manual_seed(seed)
+        B, N, _ = h.shape
+        x = torch.randn(B, N, self.channels, generator=g, device=self.device)  # x_0
+        dt = 1.0 / self.config.sample_steps
+        for k in range(self.config.sample_steps):
+            t = torch.full((B,), k * dt, device=self.device)
+            x = x + dt * self.velocity(x, t, h.to(self.device))
+        side = math.isqrt(N)
+        return (x * self.residual_std).transpose(1, 2).reshape(B, self.channels, side, side)
+
+    @torch.no_grad()
+    def add_residual(self, tokens: torch.Tensor, captions: list[str], seed: int = 0) -> torch.Tensor:
+        """Images (B, 3, H, W) in [0, 1]: the hybrid decoder's D(Z_q + Z_r) with a sampled residual."""
+        z_r = self.sample(self.condition(tokens, captions), seed)
+        return self.generator.frozen["tokenizer"].decode(tokens.to(self.device), z_r).cpu()
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        loss = self.loss(batch["image"], batch["caption"])
+        self.log("train_loss", loss, prog_bar=True, batch_size=len(batch["image"]))
+        return loss
+
+    def configure_optimizers(self):
+        """AdamW; linear warm-up, then cosine decay."""
+        optimizer = torch.optim.AdamW(self.parameters(), lr=self.config.lr, weight_decay=0.0)
+        scheduler = warmup_cosine(optimizer, self.config.warmup_steps, self.config.max_steps)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+
+RECIPE = Recipe(
+    name="dcar_head",
+    build=lambda profile: ResidualHead(ResidualHeadConfig.for_profile(profile)),
+    datamodule=lambda profile, seed: ShapesDataModule(
+        batch_size=ResidualHeadConfig.for_profile(profile).batch_size, seed=seed),
+    description="DC-AR's residual head: flow matching of hybrid_f8's residual from maskgit_hybrid's hidden states",
+)
