@@ -39,8 +39,7 @@ from transformers import CLIPConfig, CLIPModel, PreTrainedTokenizerFast
 from cotlab import geneval
 from cotlab.harness import Recipe, warmup_cosine
 from cotlab.profiles import ProfileConfig
-from cotlab.shapes import (TAGS, ShapesDataModule, World, all_prompts, counterfactual,
-                           to_tensor)
+from cotlab.shapes import TAGS, World, all_prompts, counterfactual, to_tensor
 
 # --- tokenizer ---------------------------------------------------------------------------------
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[BOS]", "[EOS]")  # ids 0..3; [EOS] must not be 2, see below
@@ -255,11 +254,5 @@ def caption_accuracy(model: ShapesCLIP, n_per_tag: int = 200, seed: int = 1234,
     return result
 
 
-RECIPE = Recipe(
-    name="clip",
-    build=lambda profile: ShapesCLIP(ShapesCLIPConfig.for_profile(profile)),
-    datamodule=lambda profile, seed: ShapesDataModule(
-        batch_size=ShapesCLIPConfig.for_profile(profile).batch_size, seed=seed),
-    evaluate=lambda model, profile: caption_accuracy(model, n_per_tag=model.config.eval_per_tag),
-    description="a small CLIP on Shapes captions: the shared text encoder and the zero-shot judge",
-)
+RECIPE = Recipe.of("clip", ShapesCLIP, "a small CLIP on Shapes captions: the shared text encoder and the "
+                   "zero-shot judge", lambda model, profile: caption_accuracy(model, n_per_tag=model.config.eval_per_tag))

@@ -135,6 +135,24 @@ class Recipe:
     evaluate: Callable[[L.LightningModule, str], dict] | None = None  # (model, profile) -> headline metrics
     description: str = ""
 
+    @classmethod
+    def of(cls, name: str, model_class: type, description: str, evaluate=None, config_class: type | None = None,
+           view=None, **overrides: Any) -> Recipe:
+        """The usual recipe: ``model_class(config)`` with ``config = config_class.for_profile(profile,
+        **overrides)`` (``config_class`` defaults to ``model_class.Config``), trained on Shapes batches of
+        the config's ``batch_size``, seen through ``view`` (default: images with captions)."""
+        config_class = config_class or model_class.Config
+
+        def config(profile: str):
+            return config_class.for_profile(profile, **overrides)
+
+        def datamodule(profile: str, seed: int) -> L.LightningDataModule:
+            from cotlab.shapes import ShapesDataModule, captioned
+
+            return ShapesDataModule(batch_size=config(profile).batch_size, seed=seed, view=view or captioned)
+
+        return cls(name, lambda profile: model_class(config(profile)), datamodule, evaluate, description)
+
 
 def train(
     name: str,

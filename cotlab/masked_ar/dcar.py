@@ -30,7 +30,6 @@ from torch import nn
 
 from cotlab.harness import Recipe, checkpoint_config, load_checkpoint, warmup_cosine
 from cotlab.profiles import ProfileConfig
-from cotlab.shapes import ShapesDataModule
 
 
 @dataclass
@@ -152,10 +151,5 @@ class ResidualHead(L.LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
 
-RECIPE = Recipe(
-    name="dcar_head",
-    build=lambda profile: ResidualHead(ResidualHeadConfig.for_profile(profile)),
-    datamodule=lambda profile, seed: ShapesDataModule(
-        batch_size=ResidualHeadConfig.for_profile(profile).batch_size, seed=seed),
-    description="DC-AR's residual head: flow matching of hybrid_f8's residual from maskgit_hybrid's hidden states",
-)
+RECIPE = Recipe.of("dcar_head", ResidualHead, "DC-AR's residual head: flow matching of hybrid_f8's residual "
+                   "from maskgit_hybrid's hidden states")

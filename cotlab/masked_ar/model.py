@@ -31,7 +31,6 @@ from torch import nn
 
 from cotlab.harness import Recipe, checkpoint_config, load_checkpoint, warmup_cosine
 from cotlab.profiles import ProfileConfig
-from cotlab.shapes import ShapesDataModule
 
 ORDERS = ("masked", "raster")
 
@@ -227,21 +226,14 @@ def _evaluate(model: MaskedAR, profile: str) -> dict:
             **{f"geneval_{tag}": score for tag, score in summary["tags"].items()}}
 
 
-def _recipe(name: str, description: str, **overrides) -> Recipe:
-    return Recipe(
-        name=name,
-        build=lambda profile: MaskedAR(MaskedARConfig.for_profile(profile, **overrides)),
-        datamodule=lambda profile, seed: ShapesDataModule(
-            batch_size=MaskedARConfig.for_profile(profile, **overrides).batch_size, seed=seed),
-        evaluate=_evaluate,
-        description=description,
-    )
-
-
-RECIPE_MASKGIT = _recipe("maskgit", "MaskGIT over the 16 vq_f8 tokens, conditioned on the CLIP text encoder")
-RECIPE_RASTER = _recipe("raster_ar", "raster-order AR baseline over the 16 vq_f8 tokens", order="raster")
-RECIPE_MASKGIT_HYBRID = _recipe("maskgit_hybrid", "MaskGIT over the 16 discrete tokens of hybrid_f8 (DC-AR's "
-                                "transformer; cotlab.masked_ar.dcar adds the residual)", tokenizer="hybrid_f8")
-RECIPE_MASKGIT_F4 = _recipe("maskgit_f4", "MaskGIT over the 64 vq_f4 tokens", tokenizer="vq_f4")
-RECIPE_RASTER_F4 = _recipe("raster_ar_f4", "raster-order AR baseline over the 64 vq_f4 tokens",
-                           tokenizer="vq_f4", order="raster")
+RECIPE_MASKGIT = Recipe.of("maskgit", MaskedAR, "MaskGIT over the 16 vq_f8 tokens, conditioned on the CLIP "
+                           "text encoder", _evaluate)
+RECIPE_RASTER = Recipe.of("raster_ar", MaskedAR, "raster-order AR baseline over the 16 vq_f8 tokens", _evaluate,
+                          order="raster")
+RECIPE_MASKGIT_HYBRID = Recipe.of("maskgit_hybrid", MaskedAR, "MaskGIT over the 16 discrete tokens of hybrid_f8 "
+                                  "(DC-AR's transformer; cotlab.masked_ar.dcar adds the residual)", _evaluate,
+                                  tokenizer="hybrid_f8")
+RECIPE_MASKGIT_F4 = Recipe.of("maskgit_f4", MaskedAR, "MaskGIT over the 64 vq_f4 tokens", _evaluate,
+                              tokenizer="vq_f4")
+RECIPE_RASTER_F4 = Recipe.of("raster_ar_f4", MaskedAR, "raster-order AR baseline over the 64 vq_f4 tokens",
+                             _evaluate, tokenizer="vq_f4", order="raster")

@@ -40,7 +40,7 @@ from torchmetrics.functional.image import peak_signal_noise_ratio
 
 from cotlab.harness import Recipe, warmup_cosine
 from cotlab.profiles import ProfileConfig
-from cotlab.shapes import BACKGROUND, ShapesDataModule
+from cotlab.shapes import BACKGROUND
 
 
 @dataclass
@@ -248,29 +248,9 @@ def _evaluate(model: DCAETokenizer, profile: str) -> dict:
     return evaluate_tokenizer(model, n=model.config.eval_n)
 
 
-def _datamodule(config_class: type[DCAEConfig]):
-    return lambda profile, seed: ShapesDataModule(batch_size=config_class.for_profile(profile).batch_size,
-                                                  seed=seed)
-
-
-RECIPE_F8 = Recipe(
-    name="dcae_f8",
-    build=lambda profile: DCAETokenizer(DCAEConfig.for_profile(profile)),
-    datamodule=_datamodule(DCAEConfig),
-    evaluate=_evaluate,
-    description="AutoencoderDC f8: 32×32 images to 4×4×32 latents, with space-to-channel shortcuts",
-)
-RECIPE_F4 = Recipe(
-    name="dcae_f4",
-    build=lambda profile: DCAETokenizer(DCAEF4Config.for_profile(profile)),
-    datamodule=_datamodule(DCAEF4Config),
-    evaluate=_evaluate,
-    description="AutoencoderDC f4: 32×32 images to 8×8×8 latents, with space-to-channel shortcuts",
-)
-RECIPE_F8_NOSHORTCUT = Recipe(
-    name="dcae_f8_noshortcut",
-    build=lambda profile: DCAETokenizer(DCAEConfig.for_profile(profile, shortcut=False)),
-    datamodule=_datamodule(DCAEConfig),
-    evaluate=_evaluate,
-    description="AutoencoderDC f8 with every space-to-channel shortcut switched off (the ablation)",
-)
+RECIPE_F8 = Recipe.of("dcae_f8", DCAETokenizer, "AutoencoderDC f8: 32×32 images to 4×4×32 latents, with "
+                      "space-to-channel shortcuts", _evaluate)
+RECIPE_F4 = Recipe.of("dcae_f4", DCAETokenizer, "AutoencoderDC f4: 32×32 images to 8×8×8 latents, with "
+                      "space-to-channel shortcuts", _evaluate, DCAEF4Config)
+RECIPE_F8_NOSHORTCUT = Recipe.of("dcae_f8_noshortcut", DCAETokenizer, "AutoencoderDC f8 with every "
+                                 "space-to-channel shortcut switched off (the ablation)", _evaluate, shortcut=False)

@@ -47,7 +47,6 @@ from torchmetrics.functional.image import peak_signal_noise_ratio
 
 from cotlab.harness import Recipe
 from cotlab.profiles import ProfileConfig
-from cotlab.shapes import ShapesDataModule
 from cotlab.tokenizers.dcae import build_autoencoder, foreground_weights, weighted_mse
 from cotlab.tokenizers.vq import VectorQuantizer
 
@@ -264,18 +263,7 @@ def evaluate(model: HybridTokenizer, profile: str | None = None) -> dict:
             for key, value in evaluate_tokenizer(model, n=model.config.eval_n, **options).items()}
 
 
-def _recipe(name: str, description: str, **overrides) -> Recipe:
-    return Recipe(
-        name=name,
-        build=lambda profile: HybridTokenizer(HybridConfig.for_profile(profile, **overrides)),
-        datamodule=lambda profile, seed: ShapesDataModule(
-            batch_size=HybridConfig.for_profile(profile, **overrides).batch_size, seed=seed),
-        evaluate=evaluate,
-        description=description,
-    )
-
-
-RECIPE = _recipe("hybrid_f8", "hybrid tokenizer f8 (16 tokens + a 4×4×C residual), DC-HT's three stages")
-RECIPE_ALTERNATING = _recipe("hybrid_f8_alternating",
-                             "hybrid tokenizer f8 with HART's recipe: alternating paths from scratch",
-                             **ALTERNATING)
+RECIPE = Recipe.of("hybrid_f8", HybridTokenizer, "hybrid tokenizer f8 (16 tokens + a 4×4×C residual), "
+                   "DC-HT's three stages", evaluate)
+RECIPE_ALTERNATING = Recipe.of("hybrid_f8_alternating", HybridTokenizer, "hybrid tokenizer f8 with HART's "
+                               "recipe: alternating paths from scratch", evaluate, **ALTERNATING)

@@ -46,7 +46,7 @@ from torchmetrics.functional.image import (peak_signal_noise_ratio,
 from cotlab import geneval
 from cotlab.harness import Recipe
 from cotlab.profiles import ProfileConfig
-from cotlab.shapes import COLORS, SHAPES, Scene, ShapesDataModule, World, make_batch
+from cotlab.shapes import COLORS, SHAPES, Scene, World, make_batch
 
 
 # --- pixel metrics -----------------------------------------------------------------------------
@@ -188,15 +188,9 @@ def cell_accuracy(classifier: ShapesClassifier, n: int = 1000, seed: int = 1234,
             "image_accuracy": torch.cat(images).float().mean().item()}
 
 
-RECIPE = Recipe(
-    name="shapes_classifier",
-    build=lambda profile: ShapesClassifier(ShapesClassifierConfig.for_profile(profile)),
-    datamodule=lambda profile, seed: ShapesDataModule(
-        batch_size=ShapesClassifierConfig.for_profile(profile).batch_size, seed=seed,
-        view=labelled_cells),
-    evaluate=lambda model, profile: cell_accuracy(model, n=model.config.eval_images),
-    description="a small CNN naming each grid cell's content; its features define Shapes-FD",
-)
+RECIPE = Recipe.of("shapes_classifier", ShapesClassifier, "a small CNN naming each grid cell's content; its "
+                   "features define Shapes-FD", lambda model, profile: cell_accuracy(model, n=model.config.eval_images),
+                   view=labelled_cells)
 
 
 # --- Shapes-FD ---------------------------------------------------------------------------------

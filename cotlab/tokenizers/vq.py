@@ -57,7 +57,7 @@ from torchmetrics.functional.image import peak_signal_noise_ratio
 
 from cotlab.harness import Recipe, warmup_cosine
 from cotlab.profiles import ProfileConfig
-from cotlab.shapes import BACKGROUND, ShapesDataModule
+from cotlab.shapes import BACKGROUND
 from cotlab.tokenizers.dcae import build_autoencoder
 
 
@@ -426,22 +426,15 @@ PLAIN = dict(code_dim=None, cosine=False, ema=False, kmeans_init=False, dead_cod
              quantize_after=0.0)
 
 
-def _recipe(name: str, description: str, config: type[VQConfig] = VQConfig, **overrides) -> Recipe:
-    def evaluate(model: VQTokenizer, profile: str) -> dict:
-        from cotlab.tokenizers.metrics import evaluate_tokenizer
-        return evaluate_tokenizer(model, n=model.config.eval_scenes)
+def _evaluate(model: VQTokenizer, profile: str) -> dict:
+    from cotlab.tokenizers.metrics import evaluate_tokenizer
 
-    return Recipe(
-        name=name,
-        build=lambda profile: VQTokenizer(config.for_profile(profile, **overrides)),
-        datamodule=lambda profile, seed: ShapesDataModule(
-            batch_size=config.for_profile(profile, **overrides).batch_size, seed=seed),
-        evaluate=evaluate,
-        description=description,
-    )
+    return evaluate_tokenizer(model, n=model.config.eval_scenes)
 
 
-RECIPE_F8 = _recipe("vq_f8", "VQ tokenizer, f8 (4×4 tokens, one per grid cell), with the collapse remedies")
-RECIPE_F4 = _recipe("vq_f4", "VQ tokenizer, f4 (8×8 tokens), with the collapse remedies", VQF4Config)
-RECIPE_F8_PLAIN = _recipe("vq_f8_plain", "VQ tokenizer, f8 with every remedy off: shows codebook collapse",
-                          **PLAIN)
+RECIPE_F8 = Recipe.of("vq_f8", VQTokenizer, "VQ tokenizer, f8 (4×4 tokens, one per grid cell), with the "
+                      "collapse remedies", _evaluate)
+RECIPE_F4 = Recipe.of("vq_f4", VQTokenizer, "VQ tokenizer, f4 (8×8 tokens), with the collapse remedies",
+                      _evaluate, VQF4Config)
+RECIPE_F8_PLAIN = Recipe.of("vq_f8_plain", VQTokenizer, "VQ tokenizer, f8 with every remedy off: shows "
+                            "codebook collapse", _evaluate, **PLAIN)
