@@ -204,20 +204,15 @@ def throughput(model, images: torch.Tensor, repeats: int = 3, **options) -> dict
             "decode_per_s": B / (t_rec - t_enc) if t_enc and t_rec > t_enc else None}
 
 
-def bench_tokenizers(names: list[str] | None = None, n: int = 500, seed: int = 0,
-                     json_path: str | None = None, world: World = World(), batch_size: int = 256) -> dict:
-    """Every shipped tokenizer side by side (``compare_tokenizers``). Named tokenizers must have
-    checkpoints; without ``names``, the missing ones are skipped with a note."""
+def load_shipped(names: list[str] | None, every: tuple[str, ...], kind: str) -> dict:
+    """``{name: model}`` for the checkpoints ``names`` (each must exist: a missing one raises
+    FileNotFoundError naming the command that trains it), or for every shipped one of ``every``
+    (missing ones skipped with a note)."""
     from . import harness
     from .errors import CotlabError
-    from .registry import RECIPES
 
-    unknown = [name for name in names or () if name not in RECIPES and "/" not in name]
-    if unknown:
-        raise CotlabError(f"unknown tokenizer {unknown[0]!r}: choose from {', '.join(TOKENIZERS)}, "
-                          "or give a checkpoint folder")
     models = {}
-    for name in names or TOKENIZERS:
+    for name in names or every:
         try:
             models[name] = harness.load_checkpoint(name)
         except FileNotFoundError as e:
@@ -225,8 +220,23 @@ def bench_tokenizers(names: list[str] | None = None, n: int = 500, seed: int = 0
                 raise
             print(f"skipped: {e}")
     if not models:
-        raise CotlabError("no tokenizer checkpoint is shipped: train one with "
-                          f"cotlab train NAME --profile cpu --ship (NAME one of {', '.join(TOKENIZERS)})")
+        raise CotlabError(f"no {kind} checkpoint is shipped: train one with cotlab train NAME --profile cpu "
+                          f"--ship (NAME one of {', '.join(every)})")
+    return models
+
+
+def bench_tokenizers(names: list[str] | None = None, n: int = 500, seed: int = 0,
+                     json_path: str | None = None, world: World = World(), batch_size: int = 256) -> dict:
+    """Every shipped tokenizer side by side (``compare_tokenizers``). Named tokenizers must have
+    checkpoints; without ``names``, the missing ones are skipped with a note."""
+    from .errors import CotlabError
+    from .registry import RECIPES
+
+    unknown = [name for name in names or () if name not in RECIPES and "/" not in name]
+    if unknown:
+        raise CotlabError(f"unknown tokenizer {unknown[0]!r}: choose from {', '.join(TOKENIZERS)}, "
+                          "or give a checkpoint folder")
+    models = load_shipped(names, TOKENIZERS, "tokenizer")
     return compare_tokenizers(models, n, seed, json_path, world, batch_size)
 
 
@@ -307,22 +317,10 @@ def bench_decoding(names: list[str] | None = None, steps: tuple[int, ...] = (4, 
     """Each shipped generator on every ``every``-th benchmark prompt (stratified by tag), ``n_samples``
     each: a masked model once per step count in ``steps`` (at most its N tokens), a raster one once
     (N steps). Rows: GenEval overall and per tag, transformer forward passes per image, images/s."""
-    from . import harness
-    from .errors import CotlabError
     from .generate import evaluate_generator
     from .geneval import benchmark_prompts
 
-    models = {}
-    for name in names or GENERATORS:
-        try:
-            models[name] = harness.load_checkpoint(name)
-        except FileNotFoundError as e:
-            if names:
-                raise CotlabError(str(e)) from None
-            print(f"skipped: {e}")
-    if not models:
-        raise CotlabError("no generator checkpoint is shipped: train one with "
-                          f"cotlab train NAME --profile cpu --ship (NAME one of {', '.join(GENERATORS)})")
+    models = load_shipped(names, GENERATORS, "generator")
     metas = [m for tag in TAGS for m in [m for m in benchmark_prompts() if m["tag"] == tag][::every]]
     rows = []
     for name, model in models.items():
