@@ -318,10 +318,9 @@ def bench_decoding(names: list[str] | None = None, steps: tuple[int, ...] = (4, 
     each: a masked model once per step count in ``steps`` (at most its N tokens), a raster one once
     (N steps). Rows: GenEval overall and per tag, transformer forward passes per image, images/s."""
     from .generate import evaluate_generator
-    from .geneval import benchmark_prompts
 
     models = load_shipped(names, GENERATORS, "generator")
-    metas = [m for tag in TAGS for m in [m for m in benchmark_prompts() if m["tag"] == tag][::every]]
+    metas = stratified_prompts(every)
     rows = []
     for name, model in models.items():
         plans = [s for s in steps if s <= model.num_tokens] if model.config.order == "masked" else [None]
@@ -361,4 +360,39 @@ def format_decoding(result: dict) -> str:
                              f"{raster['forward_passes'] / m['forward_passes']:.1f}× fewer forward passes")
     lines.append(f"\n{result['prompts']} prompts (every tag) × {result['n_samples']} samples, cfg {result['cfg']}, "
                  f"seed {result['seed']}.")
+    return "\n".join(lines)
+
+
+# --- the hybrid residual (DC-AR) -----------------------------------------------------------------
+def stratified_prompts(every: int) -> list[dict]:
+    """Every ``every``-th benchmark prompt of each tag (every tag keeps its share)."""
+    from .geneval import benchmark_prompts
+
+    prompts = benchmark_prompts()
+    return [m for tag in TAGS for m in [m for m in prompts if m["tag"] == tag][::every]]
+
+
+def bench_hybrid(head: str = "dcar_head", every: int = 2, n_samples: int = 4, steps: int = 8, cfg: float = 3.0,
+                 seed: int = 0, json_path: str | None = None) -> dict:
+    """DC-AR's residual head against the discrete tokens alone (``dcar.compare_residual``) on the
+    stratified benchmark prompts: GenEval overall, Shapes-FD, PSNR to the nearest render, time."""
+    from .masked_ar.dcar import compare_residual
+
+    model = load_shipped([head], (head,), "residual head")[head]
+    result = {"head": head, **compare_residual(model, stratified_prompts(every), n_samples, seed, steps, cfg)}
+    print(format_hybrid(result))
+    if json_path:
+        atomic_write_json(json_path, result)
+    return result
+
+
+def format_hybrid(result: dict) -> str:
+    lines = ["| variant | GenEval overall | Shapes-FD ↓ | PSNR to nearest render ↑ | s / image |",
+             "|---|---|---|---|---|"]
+    for r in result["rows"]:
+        lines.append(f"| {r['variant']} | {r['overall']:.3f} | {r['shapes_fd']:.3f} | "
+                     f"{r['psnr_to_nearest_render']:.2f} dB | {r['seconds_per_image'] * 1e3:.1f} ms |")
+    lines.append(f"\nthe residual costs {result['extra_time']:+.1%} time (an upper bound); "
+                 f"{result['prompts']} prompts × {result['n_samples']} samples, {result['steps']} steps, "
+                 f"cfg {result['cfg']}, seed {result['seed']}.")
     return "\n".join(lines)

@@ -85,6 +85,14 @@ def _bench_decoding(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench_hybrid(args: argparse.Namespace) -> int:
+    from cotlab.bench import bench_hybrid
+
+    bench_hybrid(args.head, every=args.every, n_samples=args.n_samples, steps=args.steps, cfg=args.cfg,
+                 seed=args.seed, json_path=args.json)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``cotlab`` and its subcommands."""
     parser = argparse.ArgumentParser(
@@ -196,6 +204,21 @@ def build_parser() -> argparse.ArgumentParser:
     decoding.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     decoding.add_argument("--json", metavar="FILE", help="also write the results to FILE as JSON")
     decoding.set_defaults(handler=_bench_decoding)
+    hybrid = bench_commands.add_parser(
+        "hybrid", help="DC-AR: the hybrid's residual head against its discrete tokens alone",
+        description="Generate with maskgit_hybrid on stratified benchmark prompts and decode the same "
+                    "tokens twice, discrete only and with the residual head's continuous residual. Prints "
+                    "GenEval overall, Shapes-FD, PSNR to the nearest render and seconds per image.",
+    )
+    hybrid.add_argument("--head", default="dcar_head", help="the residual head checkpoint (default: dcar_head)")
+    hybrid.add_argument("--every", type=int, default=2,
+                        help="use every EVERY-th prompt of each tag (default: 2, i.e. 278 prompts)")
+    hybrid.add_argument("--n-samples", type=int, default=4, help="images per prompt (default: 4)")
+    hybrid.add_argument("--steps", type=int, default=8, help="MaskGIT decoding steps (default: 8)")
+    hybrid.add_argument("--cfg", type=float, default=3.0, help="guidance weight (default: 3)")
+    hybrid.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    hybrid.add_argument("--json", metavar="FILE", help="also write the results to FILE as JSON")
+    hybrid.set_defaults(handler=_bench_hybrid)
     return parser
 
 

@@ -55,3 +55,30 @@ def test_sampling_adds_a_residual_to_generated_tokens(head):
     images = head.add_residual(tokens, captions, seed=0)
     assert images.shape == (2, 3, 32, 32) and 0 <= images.min() and images.max() <= 1
     assert not torch.equal(images, hybrid.decode_indices(tokens).cpu())  # the residual changed the image
+
+
+def test_compare_residual_measures_both_variants_on_the_same_tokens(head):
+    from cotlab.geneval import benchmark_prompts
+    from cotlab.masked_ar.dcar import compare_residual
+
+    result = compare_residual(head, benchmark_prompts()[::200], n_samples=2, steps=2)
+    discrete, hybrid = result["rows"]
+    assert (discrete["variant"], hybrid["variant"]) == ("discrete", "discrete+residual")
+    for row in result["rows"]:
+        assert 0 <= row["overall"] <= 1 and row["shapes_fd"] >= 0 and np.isfinite(row["psnr_to_nearest_render"])
+    assert result["extra_time"] > 0 and hybrid["seconds_per_image"] > discrete["seconds_per_image"]
+
+
+def test_bench_hybrid_command_prints_and_writes_the_table(head, tmp_path, capsys):
+    import json
+
+    from cotlab.cli import main
+
+    folder = save_checkpoint(head, tmp_path / "head", name="dcar_head", profile="smoke", command="test",
+                             train_seconds=0.0, steps=0, metrics={})
+    assert main(["bench", "hybrid", "--head", str(folder), "--every", "100", "--n-samples", "1", "--steps", "2",
+                 "--json", str(tmp_path / "hybrid.json")]) == 0
+    assert "| discrete+residual |" in capsys.readouterr().out
+    assert [r["variant"] for r in json.loads((tmp_path / "hybrid.json").read_text())["rows"]] == \
+        ["discrete", "discrete+residual"]
+    assert main(["bench", "hybrid", "--head", str(tmp_path / "missing")]) != 0

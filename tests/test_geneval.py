@@ -45,6 +45,17 @@ def test_detector_recovers_rendered_scenes_exactly():
         assert not notes
 
 
+def test_nearest_render_redraws_what_the_image_shows():
+    rng = np.random.default_rng(1)
+    for _ in range(50):
+        scene, _ = WORLD.sample(rng)
+        image = WORLD.render(scene).astype(float)
+        nearest = geneval.nearest_render(WORLD.render(scene), WORLD).astype(float)
+        assert 10 * np.log10(255**2 / max(np.mean((image - nearest) ** 2), 1e-9)) > 35  # dB
+    noisy = np.clip(WORLD.render(scene) + rng.normal(0, 20, image.shape), 0, 255).astype(np.uint8)
+    assert np.abs(geneval.nearest_render(noisy, WORLD).astype(float) - image).mean() < np.abs(noisy - image).mean()
+
+
 @pytest.mark.parametrize("tag", TAGS)
 def test_broken_scenes_fail_with_a_reason(tag):
     rng = np.random.default_rng(1)
