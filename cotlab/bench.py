@@ -392,7 +392,7 @@ def format_hybrid(result: dict) -> str:
     for r in result["rows"]:
         lines.append(f"| {r['variant']} | {r['overall']:.3f} | {r['shapes_fd']:.3f} | "
                      f"{r['psnr_to_nearest_render']:.2f} dB | {r['seconds_per_image'] * 1e3:.1f} ms |")
-    lines.append(f"\nthe residual costs {result['extra_time']:+.1%} time (an upper bound); "
+    lines.append(f"\nthe residual costs {result['extra_time']:+.1%} time; "
                  f"{result['prompts']} prompts × {result['n_samples']} samples, {result['steps']} steps, "
                  f"cfg {result['cfg']}, seed {result['seed']}.")
     return "\n".join(lines)

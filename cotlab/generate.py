@@ -12,6 +12,8 @@ import json
 from pathlib import Path
 from typing import Iterator
 
+import lightning as L
+import torch
 from tqdm.auto import tqdm
 
 from cotlab import geneval
@@ -47,7 +49,7 @@ def samples(model, metas: list[dict], n_samples: int = 4, seed: int = 0, keep_st
 def evaluate_generator(model, metas: list[dict], n_samples: int = 4, seed: int = 0, progress: bool = True,
                        **options) -> dict:
     """GenEval's summary (per tag, overall) of ``n_samples`` images per prompt, judged in memory; also
-    ``forward_passes`` per image."""
+    ``forward_passes`` per image and the ``rows`` judged (filename, tag, prompt, correct, reason)."""
     rows, passes = [], 0
     for index, meta, result in tqdm(samples(model, metas, n_samples, seed, **options), total=len(metas),
                                     desc="generate + judge", disable=not progress, mininterval=2):
@@ -56,7 +58,7 @@ def evaluate_generator(model, metas: list[dict], n_samples: int = 4, seed: int =
             correct, reason = geneval.judge(image, meta)
             rows.append({"filename": f"{index:05d}/samples/{j:04d}.png",  # as score_folder names them
                          "tag": meta["tag"], "prompt": meta["prompt"], "correct": correct, "reason": reason})
-    return {**geneval.summarize(rows), "forward_passes": passes}
+    return {**geneval.summarize(rows), "forward_passes": passes, "rows": rows}
 
 
 def _complete(folder: Path, n_samples: int) -> bool:
@@ -110,3 +112,46 @@ def load_generator(name_or_path: str):
         raise CotlabError(f"{name_or_path} is a {type(model).__name__}, not a generator: "
                           "choose e.g. maskgit")
     return model
+
+
+class SamplesWhileTraining(L.Callback):
+    """Samples for fixed ``captions`` while a generator trains: before step 0, every ``every`` steps
+    and at the end, decoded as ``cotlab generate`` decodes (same seed each time, so the pictures
+    differ only by training). ``images`` maps the step to (B, 3, H, W) images in [0, 1]."""
+
+    def __init__(self, captions: list[str], every: int, seed: int = 0, **options):
+        self.captions, self.every, self.seed, self.options = list(captions), every, seed, options
+        self.images: dict[int, torch.Tensor] = {}
+
+    def _sample(self, model) -> None:
+        step = model.trainer.global_step
+        if step not in self.images:
+            model.eval()
+            self.images[step] = decode(model, self.captions, self.seed, **self.options).images
+            model.train()
+
+    def on_train_batch_start(self, trainer, model, batch, batch_idx) -> None:
+        if trainer.global_step % self.every == 0:
+            self._sample(model)
+
+    def on_train_end(self, trainer, model) -> None:
+        self._sample(model)
+
+
+def failures(model, metas: list[dict], rows: list[dict], limit: int = 8, n_samples: int = 4, seed: int = 0,
+             **options) -> list[tuple[torch.Tensor, dict]]:
+    """Up to ``limit`` failed images of an ``evaluate_generator`` run (its ``rows``), one tag after
+    another, regenerated exactly (a prompt's samples depend only on the seed and its index):
+    ``[(image (3, H, W), row), ...]``. Pass the run's ``metas``, ``n_samples``, ``seed`` and options."""
+    by_tag: dict[str, list[dict]] = {}
+    for row in rows:
+        if not row["correct"]:
+            by_tag.setdefault(row["tag"], []).append(row)
+    chosen = [r for group in zip(*by_tag.values()) for r in group] if by_tag else []
+    chosen += [r for group in by_tag.values() for r in group if r not in chosen]  # tags with more failures
+    out = []
+    for row in chosen[:limit]:
+        index, j = int(row["filename"][:5]), int(row["filename"][-8:-4])
+        result = decode(model, [metas[index]["prompt"]] * n_samples, prompt_seed(seed, index), **options)
+        out.append((result.images[j], row))
+    return out

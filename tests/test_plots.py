@@ -39,3 +39,15 @@ def test_compare_curves_draws_a_line_per_run_and_skips_missing_keys(tmp_path):
     loss, acc = fig.axes
     assert len(loss.get_lines()) == 2 + 1 and len(acc.get_lines()) == 1 + 1  # runs + the mark
     assert (tmp_path / "cmp.png").is_file()
+
+
+def test_score_sweeps_and_passes_quality(tmp_path):
+    summary = {"overall": 0.5, "tags": {"single_object": 0.9, "colors": 0.1}}
+    fig = plots.score_sweeps({"steps": ([1, 2], [summary, summary]), "cfg": ([1, 3], [summary, summary])},
+                             save=tmp_path, name="sweeps")
+    assert len(fig.axes) == 2 and len(fig.axes[0].lines) == 7 and (tmp_path / "sweeps.png").exists()
+    rows = [{"tokens": 16, "order": "masked", "steps": 8, "forward_passes": 16, "overall": 0.6},
+            {"tokens": 16, "order": "raster", "steps": 16, "forward_passes": 32, "overall": 0.62},
+            {"tokens": 64, "order": "masked", "steps": 8, "forward_passes": 16, "overall": 0.5}]
+    fig = plots.passes_quality(rows, save=tmp_path)
+    assert len(fig.axes[0].lines) == 3 and len(fig.axes[0].get_legend().get_texts()) == 3
