@@ -91,6 +91,14 @@ def _objects_match(detections, scene: Scene, world: World) -> bool:
     return found == sorted((o.shape, o.color, o.row, o.col) for o in scene.objects)
 
 
+def report(result: dict, format_table, json_path: str | None) -> dict:
+    """Print a benchmark's table, write its result to ``json_path`` (if given) and return it."""
+    print(format_table(result))
+    if json_path:
+        atomic_write_json(json_path, result)
+    return result
+
+
 def bench_evaluator(n: int = 5000, seed: int = 0, json_path: str | None = None,
                     world: World = World()) -> dict:
     """Verdict accuracy of the detector + GenEval rules against the renderer's ground truth on
@@ -139,10 +147,7 @@ def bench_evaluator(n: int = 5000, seed: int = 0, json_path: str | None = None,
                         "per_tag": {t: a / m for t, (a, m) in per_tag[kind].items() if m},
                         "example_errors": s["errors"]}
     result["degraded"]["per_degradation"] = {d: a / m for d, (a, m) in per_kind.items() if m}
-    print(format_evaluator(result))
-    if json_path:
-        atomic_write_json(json_path, result)
-    return result
+    return report(result, format_evaluator, json_path)
 
 
 def format_evaluator(result: dict) -> str:
@@ -268,10 +273,7 @@ def compare_tokenizers(models: dict, n: int = 500, seed: int = 0, json_path: str
               "shapes_fd_classifier": None if classifier is None else
               {"checkpoint": "shapes_classifier", "cell_accuracy": accuracy},
               "rows": rows}
-    print(format_tokenizers(result))
-    if json_path:
-        atomic_write_json(json_path, result)
-    return result
+    return report(result, format_tokenizers, json_path)
 
 
 def format_tokenizers(result: dict) -> str:
@@ -334,10 +336,7 @@ def bench_decoding(names: list[str] | None = None, steps: tuple[int, ...] = (4, 
                          "forward_passes": summary["forward_passes"],
                          "images_per_s": len(metas) * n_samples / seconds})
     result = {"prompts": len(metas), "n_samples": n_samples, "cfg": cfg, "seed": seed, "rows": rows}
-    print(format_decoding(result))
-    if json_path:
-        atomic_write_json(json_path, result)
-    return result
+    return report(result, format_decoding, json_path)
 
 
 def format_decoding(result: dict) -> str:
@@ -380,10 +379,7 @@ def bench_hybrid(head: str = "dcar_head", every: int = 2, n_samples: int = 4, st
 
     model = load_shipped([head], (head,), "residual head")[head]
     result = {"head": head, **compare_residual(model, stratified_prompts(every), n_samples, seed, steps, cfg)}
-    print(format_hybrid(result))
-    if json_path:
-        atomic_write_json(json_path, result)
-    return result
+    return report(result, format_hybrid, json_path)
 
 
 def format_hybrid(result: dict) -> str:

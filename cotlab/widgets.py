@@ -206,6 +206,27 @@ class SceneComposer:
             return str(e)
 
 
+def controls_over_figure(controls: list, follow, render):
+    """A row of ipywidgets ``controls`` above an output that shows ``render()`` — after ``follow()``
+    has copied the controls' values into the viewer — now and on every change: ``(box, output)``."""
+    import ipywidgets as W
+    from IPython.display import display
+
+    output = W.Output()
+
+    def refresh(change=None):
+        follow()
+        fig = render()
+        output.clear_output(wait=True)
+        with output:
+            display(fig)
+
+    for control in controls:
+        control.observe(refresh, names="value")
+    refresh()
+    return W.VBox([W.HBox(controls), output]), output
+
+
 class TokenViewer:
     """Pick an image and a tokenizer and see its tokens: the original beside the reconstruction(s)
     (both paths of a hybrid), each judged against the image's prompt; the codebook indices as a map
@@ -326,23 +347,15 @@ class TokenViewer:
         """A slider for the image and a dropdown for the tokenizer above the figure, redrawn on
         every change. The controls are kept as ``picker``, ``choice`` and ``output``."""
         import ipywidgets as W
-        from IPython.display import display
 
         self.picker = W.IntSlider(value=self.index, min=0, max=len(self.images) - 1, description="image")
         self.choice = W.Dropdown(options=list(self.tokenizers), value=self.name, description="tokenizer")
-        self.output = W.Output()
 
-        def refresh(change=None):
+        def follow():
             self.index, self.name = self.picker.value, self.choice.value
-            fig = self.render()
-            self.output.clear_output(wait=True)
-            with self.output:
-                display(fig)
 
-        self.picker.observe(refresh, names="value")
-        self.choice.observe(refresh, names="value")
-        refresh()
-        return W.VBox([W.HBox([self.picker, self.choice]), self.output])
+        box, self.output = controls_over_figure([self.picker, self.choice], follow, lambda: self.render())
+        return box
 
 
 class DecodingViewer:
@@ -426,22 +439,15 @@ class DecodingViewer:
         """A prompt dropdown, a seed box and a step slider above the figure, redrawn on every change.
         The controls are kept as ``picker``, ``seed_box``, ``slider`` and ``output``."""
         import ipywidgets as W
-        from IPython.display import display
 
         self.picker = W.Dropdown(options=[(m["prompt"], i) for i, m in enumerate(self.metas)], value=self.prompt,
                                  description="prompt", layout=W.Layout(width="420px"))
         self.seed_box = W.BoundedIntText(value=self.seed, min=0, max=10**6, description="seed")
         self.slider = W.IntSlider(value=self.step, min=1, max=self.steps, description="step")
-        self.output = W.Output()
 
-        def refresh(change=None):
+        def follow():
             self.prompt, self.seed, self.step = self.picker.value, self.seed_box.value, self.slider.value
-            fig = self.render()
-            self.output.clear_output(wait=True)
-            with self.output:
-                display(fig)
 
-        for control in (self.picker, self.seed_box, self.slider):
-            control.observe(refresh, names="value")
-        refresh()
-        return W.VBox([W.HBox([self.picker, self.seed_box, self.slider]), self.output])
+        box, self.output = controls_over_figure([self.picker, self.seed_box, self.slider], follow,
+                                                lambda: self.render())
+        return box
