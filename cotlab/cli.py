@@ -38,6 +38,14 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _evaluate(args: argparse.Namespace) -> int:
+    from cotlab.harness import evaluate_checkpoint
+
+    for key, value in evaluate_checkpoint(args.name).items():
+        print(f"  {key:>24} {value:.4g}" if isinstance(value, float) else f"  {key:>24} {value}")
+    return 0
+
+
 def _generate(args: argparse.Namespace) -> int:
     from cotlab.generate import generate_folder, load_generator
     from cotlab.geneval import load_metadata
@@ -130,6 +138,15 @@ def build_parser() -> argparse.ArgumentParser:
     where.add_argument("--ship", action="store_true", help="write to data/checkpoints/NAME, replacing the old one")
     where.add_argument("--out", metavar="DIR", help="write logs and checkpoint to DIR (must be new or empty)")
     train.set_defaults(handler=_train)
+
+    evaluate = commands.add_parser(
+        "evaluate", help="re-measure a checkpoint's metrics with the current code",
+        description="Run checkpoint NAME's own evaluation again (the one `cotlab train` ran after training), "
+                    "with the code as it is now, and update its model card: the training facts stay, the "
+                    "metrics are replaced and the card says when and at which commit they were measured.",
+    )
+    evaluate.add_argument("name", metavar="NAME", help="a shipped checkpoint (e.g. maskgit) or a checkpoint folder")
+    evaluate.set_defaults(handler=_evaluate)
 
     generate = commands.add_parser(
         "generate", help="generate images for GenEval prompts with a trained generator",

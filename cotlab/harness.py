@@ -226,6 +226,25 @@ def _replace_folder(target: Path, write: Callable[[Path], Any]) -> Path:
 
 # -------------------------------------------------------------------------------------- checkpoints
 
+def evaluate_checkpoint(name_or_path: str | Path) -> dict[str, Any]:
+    """Re-measure a checkpoint with its recipe's evaluation and the code as it is now (say, after a
+    change to decoding); its card keeps the training facts and gets the new metrics, with the date
+    and commit of the measurement under ``evaluated``. Returns the new metrics."""
+    folder = _checkpoint_folder(name_or_path)
+    card = checkpoint_card(folder)
+    recipe = get_recipe(card["name"])
+    if recipe.evaluate is None:
+        raise CotlabError(f"{card['name']} has no evaluation to re-run: its recipe defines none")
+    with torch.no_grad():
+        metrics = recipe.evaluate(load_checkpoint(folder), card["profile"])
+    card["metrics"].update(metrics)
+    card["evaluated"] = {"date": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"), "commit": _git_commit(),
+                         "command": f"cotlab evaluate {name_or_path}"}
+    atomic_write_json(folder / "card.json", card)
+    atomic_write_text(folder / "MODEL_CARD.md", _model_card_markdown(card))
+    return metrics
+
+
 def save_checkpoint(
     module: L.LightningModule,
     directory: str | Path,
@@ -359,6 +378,9 @@ def _model_card_markdown(card: dict[str, Any]) -> str:
         ("training time", f"{card['train_seconds'] / 60:.1f} min"),
         ("steps", card["steps"]),
     ]
+    if "evaluated" in card:
+        facts.append(("metrics measured", f"{card['evaluated']['date']} at {card['evaluated']['commit']} "
+                                          f"(`{card['evaluated']['command']}`)"))
     lines = [f"# Model card: {card['name']}", "", card["description"] or card["class"], "", "| | |", "|---|---|"]
     lines += [f"| {key} | {value} |" for key, value in facts]
     lines += ["", "## Metrics", "", "| metric | value |", "|---|---|"]

@@ -176,3 +176,24 @@ def test_load_or_train_loads_the_shipped_else_trains(tiny_registered, tmp_path, 
     assert len(list(runs.iterdir())) == trained
     _, folder = load_or_train("tiny", "smoke", use_pretrained=False)  # asked to train: trains
     assert folder.parent == runs and len(list(runs.iterdir())) == trained + 1
+
+
+def test_evaluate_checkpoint_remeasures_and_keeps_the_training_facts(tiny_registered, tmp_path, monkeypatch):
+    import dataclasses
+    import sys
+
+    from cotlab.cli import main
+    from cotlab.harness import evaluate_checkpoint
+
+    _, _, folder = train("tiny", "smoke", ship=True)
+    before = checkpoint_card("tiny")
+    remeasured = dataclasses.replace(TINY_RECIPE, evaluate=lambda model, profile: {"score": 0.75})
+    monkeypatch.setattr(sys.modules[__name__], "TINY_RECIPE", remeasured)
+    assert evaluate_checkpoint("tiny") == {"score": 0.75}
+    after = checkpoint_card("tiny")
+    assert after["metrics"] == {**before["metrics"], "score": 0.75}
+    assert {k: after[k] for k in before if k != "metrics"} == {k: v for k, v in before.items() if k != "metrics"}
+    assert after["evaluated"]["command"] == "cotlab evaluate tiny"
+    assert "| metrics measured |" in (folder / "MODEL_CARD.md").read_text()
+    assert main(["evaluate", "tiny"]) == 0
+    assert main(["evaluate", str(tmp_path / "nowhere")]) != 0  # a missing checkpoint: a one-line error
