@@ -26,6 +26,8 @@ RECIPES = {
     "raster_ar": "cotlab.masked_ar.model:RECIPE_RASTER",
     "maskgit_f4": "cotlab.masked_ar.model:RECIPE_MASKGIT_F4",
     "raster_ar_f4": "cotlab.masked_ar.model:RECIPE_RASTER_F4",
+    "maskgit_hybrid": "cotlab.masked_ar.model:RECIPE_MASKGIT_HYBRID",
+    "dcar_head": "cotlab.masked_ar.dcar:RECIPE",
 }
 
 
