@@ -316,12 +316,20 @@ GENERATORS = ("maskgit", "raster_ar", "maskgit_f4", "raster_ar_f4")
 
 def bench_decoding(names: list[str] | None = None, steps: tuple[int, ...] = (4, 8, 16), every: int = 4,
                    n_samples: int = 4, cfg: float = 3.0, seed: int = 0, json_path: str | None = None) -> dict:
-    """Each shipped generator on every ``every``-th benchmark prompt (stratified by tag), ``n_samples``
-    each: a masked model once per step count in ``steps`` (at most its N tokens), a raster one once
-    (N steps). Rows: GenEval overall and per tag, transformer forward passes per image, images/s."""
+    """``compare_decoding`` of the shipped generators (named ones must exist; without ``names``, the
+    missing ones of ``GENERATORS`` are skipped with a note)."""
+    return compare_decoding(load_shipped(names, GENERATORS, "generator"), steps, every, n_samples, cfg, seed,
+                            json_path)
+
+
+def compare_decoding(models: dict, steps: tuple[int, ...] = (4, 8, 16), every: int = 4, n_samples: int = 4,
+                     cfg: float = 3.0, seed: int = 0, json_path: str | None = None) -> dict:
+    """Generators ``{name: model}`` on every ``every``-th benchmark prompt (stratified by tag),
+    ``n_samples`` each: a masked model once per step count in ``steps`` (at most its N tokens), a
+    raster one once (N steps). Rows: GenEval overall and per tag, transformer forward passes per
+    image, images/s. Printed as a table, returned, and written to ``json_path`` if given."""
     from .generate import evaluate_generator
 
-    models = load_shipped(names, GENERATORS, "generator")
     metas = stratified_prompts(every)
     rows = []
     for name, model in models.items():

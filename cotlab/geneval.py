@@ -146,6 +146,8 @@ def _fit(diff: np.ndarray, mask: np.ndarray, labels: np.ndarray, world: World):
             t[tys, txs] = cov
             if sigma:
                 t = ndimage.gaussian_filter(t, sigma)
+            if t.sum() <= 0:  # the template fell outside the image
+                continue
             fit = 1 - 0.5 * np.abs(m / mass - t / t.sum()).sum()  # 1 − total variation distance
             if fit > best[0]:
                 best = (fit, shape, world.box(obj))
