@@ -49,7 +49,8 @@ def samples(model, metas: list[dict], n_samples: int = 4, seed: int = 0, keep_st
 def evaluate_generator(model, metas: list[dict], n_samples: int = 4, seed: int = 0, progress: bool = True,
                        **options) -> dict:
     """GenEval's summary (per tag, overall) of ``n_samples`` images per prompt, judged in memory; also
-    ``forward_passes`` per image and the ``rows`` judged (filename, tag, prompt, correct, reason)."""
+    ``forward_passes`` per image and the ``rows`` judged (filename, prompt index, sample, tag, prompt,
+    correct, reason)."""
     rows, passes = [], 0
     for index, meta, result in tqdm(samples(model, metas, n_samples, seed, **options), total=len(metas),
                                     desc="generate + judge", disable=not progress, mininterval=2):
@@ -57,7 +58,8 @@ def evaluate_generator(model, metas: list[dict], n_samples: int = 4, seed: int =
         for j, image in enumerate(to_uint8(result.images)):
             correct, reason = geneval.judge(image, meta)
             rows.append({"filename": f"{index:05d}/samples/{j:04d}.png",  # as score_folder names them
-                         "tag": meta["tag"], "prompt": meta["prompt"], "correct": correct, "reason": reason})
+                         "index": index, "sample": j, "tag": meta["tag"], "prompt": meta["prompt"],
+                         "correct": correct, "reason": reason})
     return {**geneval.summarize(rows), "forward_passes": passes, "rows": rows}
 
 
@@ -151,7 +153,7 @@ def failures(model, metas: list[dict], rows: list[dict], limit: int = 8, n_sampl
     chosen += [r for group in by_tag.values() for r in group if r not in chosen]  # tags with more failures
     out = []
     for row in chosen[:limit]:
-        index, j = int(row["filename"][:5]), int(row["filename"][-8:-4])
+        index = row["index"]
         result = decode(model, [metas[index]["prompt"]] * n_samples, prompt_seed(seed, index), **options)
-        out.append((result.images[j], row))
+        out.append((result.images[row["sample"]], row))
     return out

@@ -161,12 +161,6 @@ RECIPE = Recipe.of("dcar_head", ResidualHead, "DC-AR's residual head: flow match
 
 
 # --- what the residual buys ----------------------------------------------------------------------
-def _pooled_psnr(images: torch.Tensor, targets: torch.Tensor) -> float:
-    """10·log10(1 / MSE) with the MSE pooled over every pixel of every image (finite even when one
-    image is matched exactly)."""
-    return (10 * torch.log10(1 / (images - targets).square().mean())).item()
-
-
 @torch.no_grad()
 def compare_residual(head: ResidualHead, metas: list[dict], n_samples: int = 4, seed: int = 0, steps: int = 8,
                      cfg: float = 3.0, world: World = World()) -> dict:
@@ -181,7 +175,7 @@ def compare_residual(head: ResidualHead, metas: list[dict], n_samples: int = 4, 
     from cotlab.generate import prompt_seed
     from cotlab.masked_ar.decoding import maskgit_decode
     from cotlab.shapes import to_tensor
-    from cotlab.tokenizers.metrics import shapes_fd, to_uint8
+    from cotlab.tokenizers.metrics import pooled_psnr, shapes_fd, to_uint8
 
     generator, rng = head.generator, np.random.default_rng(seed)
     images = {"discrete": [], "discrete+residual": []}
@@ -214,7 +208,7 @@ def compare_residual(head: ResidualHead, metas: list[dict], n_samples: int = 4, 
         nearest = to_tensor(np.stack([geneval.nearest_render(image, world) for image in to_uint8(x)]))
         total = seconds["discrete"] + (seconds["residual"] - seconds["decoder"] if name != "discrete" else 0.0)
         out.append({"variant": name, "overall": geneval.summarize(rows[name])["overall"],
-                    "shapes_fd": shapes_fd(real, x, classifier), "psnr_to_nearest_render": _pooled_psnr(x, nearest),
+                    "shapes_fd": shapes_fd(real, x, classifier), "psnr_to_nearest_render": pooled_psnr(x, nearest),
                     "seconds_per_image": total / n_images})
     return {"prompts": len(metas), "n_samples": n_samples, "steps": steps, "cfg": cfg, "seed": seed, "rows": out,
             "extra_time": (seconds["residual"] - seconds["decoder"]) / seconds["discrete"]}

@@ -55,6 +55,12 @@ def psnr(x: torch.Tensor, y: torch.Tensor) -> float:
     return peak_signal_noise_ratio(x, y, data_range=1.0, reduction="none", dim=(1, 2, 3)).mean().item()
 
 
+def pooled_psnr(x: torch.Tensor, y: torch.Tensor) -> float:
+    """10·log10(1 / MSE) with the MSE pooled over every pixel of every image (finite even when one
+    image matches exactly), for (B, 3, H, W) images in [0, 1]."""
+    return (10 * torch.log10(1 / (x - y).square().mean())).item()
+
+
 def ssim(x: torch.Tensor, y: torch.Tensor) -> float:
     """Mean over images of SSIM (11-px Gaussian window, σ = 1.5), for images in [0, 1]."""
     return structural_similarity_index_measure(x, y, data_range=1.0, reduction="none").mean().item()
