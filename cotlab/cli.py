@@ -101,6 +101,16 @@ def _bench_hybrid(args: argparse.Namespace) -> int:
     return 0
 
 
+def _benchmark_prompt_options(parser: argparse.ArgumentParser, every: int, prompts: int) -> None:
+    """The options of a benchmark that generates for the stratified benchmark prompts."""
+    parser.add_argument("--every", type=int, default=every,
+                        help=f"use every EVERY-th prompt of each tag (default: {every}, i.e. {prompts} prompts)")
+    parser.add_argument("--n-samples", type=int, default=4, help="images per prompt (default: 4)")
+    parser.add_argument("--cfg", type=float, default=3.0, help="guidance weight (default: 3)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    parser.add_argument("--json", metavar="FILE", help="also write the results to FILE as JSON")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``cotlab`` and its subcommands."""
     parser = argparse.ArgumentParser(
@@ -214,12 +224,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     decoding.add_argument("--only", metavar="NAME,NAME", help="only these generators (names or folders)")
     decoding.add_argument("--steps", default="4,8,16", help="step counts for masked models (default: 4,8,16)")
-    decoding.add_argument("--every", type=int, default=4,
-                          help="use every EVERY-th prompt of each tag (default: 4, i.e. 139 prompts)")
-    decoding.add_argument("--n-samples", type=int, default=4, help="images per prompt (default: 4)")
-    decoding.add_argument("--cfg", type=float, default=3.0, help="guidance weight (default: 3)")
-    decoding.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
-    decoding.add_argument("--json", metavar="FILE", help="also write the results to FILE as JSON")
+    _benchmark_prompt_options(decoding, every=4, prompts=139)
     decoding.set_defaults(handler=_bench_decoding)
     hybrid = bench_commands.add_parser(
         "hybrid", help="DC-AR: the hybrid's residual head against its discrete tokens alone",
@@ -228,13 +233,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "GenEval overall, Shapes-FD, PSNR to the nearest render and seconds per image.",
     )
     hybrid.add_argument("--head", default="dcar_head", help="the residual head checkpoint (default: dcar_head)")
-    hybrid.add_argument("--every", type=int, default=2,
-                        help="use every EVERY-th prompt of each tag (default: 2, i.e. 278 prompts)")
-    hybrid.add_argument("--n-samples", type=int, default=4, help="images per prompt (default: 4)")
     hybrid.add_argument("--steps", type=int, default=8, help="MaskGIT decoding steps (default: 8)")
-    hybrid.add_argument("--cfg", type=float, default=3.0, help="guidance weight (default: 3)")
-    hybrid.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
-    hybrid.add_argument("--json", metavar="FILE", help="also write the results to FILE as JSON")
+    _benchmark_prompt_options(hybrid, every=2, prompts=277)
     hybrid.set_defaults(handler=_bench_hybrid)
     return parser
 
