@@ -400,3 +400,52 @@ def format_hybrid(result: dict) -> str:
                  f"{result['prompts']} prompts × {result['n_samples']} samples, {result['steps']} steps, "
                  f"cfg {result['cfg']}, seed {result['seed']}.")
     return "\n".join(lines)
+
+
+# --- verification (notebook 06) ------------------------------------------------------------------
+def bench_verification(generator: str = "maskgit", every: int = 4, n_samples: int = 4, candidates: int = 20,
+                       scaling_every: int = 3, steps: int = 8, cfg: float = 3.0, seed: int = 0,
+                       json_path: str | None = None) -> dict:
+    """Every verification strategy of ``verification.evaluate.compare`` on the stratified benchmark
+    prompts: the paper's table with its numbers beside ours, the cost, scaling with N, and each
+    verifier's precision/recall/AUROC against the exact evaluator."""
+    from .verification.evaluate import compare
+
+    model = load_shipped([generator], (generator,), "generator")[generator]
+    verifiers = load_shipped(["clip", "orm", "prm", "parm"], ("clip", "orm", "prm", "parm"), "verifier")
+    result = compare(model, verifiers, stratified_prompts(every), n_samples=n_samples, N=candidates,
+                     scaling_every=scaling_every, steps=steps, cfg=cfg, seed=seed)
+    result = {"generator": generator, **{k: v for k, v in result.items() if k != "rows"}}
+    return report(result, format_verification, json_path)
+
+
+def format_verification(result: dict) -> str:
+    from .verification.evaluate import STRATEGIES
+
+    tags = list(TAGS)
+    short = {"single_object": "single", "two_object": "two", "counting": "count", "colors": "colors",
+             "position": "position", "color_attr": "attr"}
+    head = " | ".join(short[t] for t in tags)
+    lines = [f"| strategy | {head} | **overall** | paper overall | passes / image | verifier calls / image |",
+             "|---|" + "---|" * (len(tags) + 4)]
+    for name, row in result["table"].items():
+        paper = result["paper"].get(name, {}).get("overall")
+        lines.append(f"| {STRATEGIES[name]} | " + " | ".join(f"{row.get(t, float('nan')):.3f}" for t in tags)
+                     + f" | **{row['overall']:.3f}** | {'' if paper is None else f'{paper:.2f}'} | "
+                     f"{row['passes']:.0f} | {row['calls']:.1f} |")
+    ns = sorted({int(n) for curve in result["scaling"].values() for n in curve})
+    lines += ["", "| N | " + " | ".join(str(n) for n in ns) + " |", "|---|" + "---|" * len(ns)]
+    for name, curve in result["scaling"].items():
+        curve = {int(n): v for n, v in curve.items()}
+        lines.append(f"| {STRATEGIES[name]} | " + " | ".join(f"{curve[n]:.3f}" if n in curve else "" for n in ns) + " |")
+    lines += ["", "| verifier | on | precision | recall | AUROC | positives |", "|---|---|---|---|---|---|"]
+    for name, by_kind in result["quality"].items():
+        for kind, q in by_kind.items():
+            lines.append(f"| {name} | {kind} images | {q['precision']:.3f} | {q['recall']:.3f} | {q['auroc']:.3f} | "
+                         f"{q['positives']:.2f} |")
+    s, p = result["settings"], result["parm"]
+    lines.append(f"\nPARM kept {p['mean_kept']:.1f} of {s['N']} paths on average (none in {p['none_kept']} searches) "
+                 f"and ran {p['steps_run_share']:.0%} of their steps. {s['prompts']} prompts × {s['n_samples']} "
+                 f"samples, N = {s['N']}, {s['steps']} steps, cfg {s['cfg']}, seed {s['seed']}; the step-level "
+                 f"searches' curves on every {s['scaling_every']}th prompt; {result['seconds'] / 60:.1f} min.")
+    return "\n".join(lines)

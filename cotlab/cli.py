@@ -54,7 +54,8 @@ def _generate(args: argparse.Namespace) -> int:
     model = load_generator(args.model)
     options = {"cfg": args.cfg, **({"steps": args.steps} if args.steps is not None else {})}
     out = generate_folder(model, metas, args.outdir, n_samples=args.n_samples, seed=args.seed,
-                          save_process=args.save_process, **options)
+                          save_process=args.save_process, verifier=args.verifier, candidates=args.candidates,
+                          **options)
     print(f"wrote {out}; score it with: cotlab geneval score {out}")
     return 0
 
@@ -98,6 +99,15 @@ def _bench_hybrid(args: argparse.Namespace) -> int:
 
     bench_hybrid(args.head, every=args.every, n_samples=args.n_samples, steps=args.steps, cfg=args.cfg,
                  seed=args.seed, json_path=args.json)
+    return 0
+
+
+def _bench_verification(args: argparse.Namespace) -> int:
+    from cotlab.bench import bench_verification
+
+    bench_verification(args.generator, every=args.every, n_samples=args.n_samples, candidates=args.candidates,
+                       scaling_every=args.scaling_every, steps=args.steps, cfg=args.cfg, seed=args.seed,
+                       json_path=args.json)
     return 0
 
 
@@ -176,6 +186,11 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     generate.add_argument("--save-process", action="store_true",
                           help="also save every decoding step's image under OUTDIR/00000/process/")
+    generate.add_argument("--verifier", choices=["clip", "orm", "clip-prm", "prm", "parm", "parm++", "oracle"],
+                          help="choose each image among --candidates paths: best-of-N by CLIPScore (clip), the "
+                               "ORM (orm) or the exact evaluator (oracle); step-level search by CLIPScore "
+                               "(clip-prm) or the PRM (prm); PARM with pruning (parm); PARM and reflection (parm++)")
+    generate.add_argument("--candidates", type=int, default=20, help="paths per image with --verifier (default: 20)")
     generate.set_defaults(handler=_generate)
 
     geneval = commands.add_parser("geneval", help="the GenEval benchmark on the Shapes world",
@@ -236,6 +251,20 @@ def build_parser() -> argparse.ArgumentParser:
     hybrid.add_argument("--steps", type=int, default=8, help="MaskGIT decoding steps (default: 8)")
     _benchmark_prompt_options(hybrid, every=2, prompts=277)
     hybrid.set_defaults(handler=_bench_hybrid)
+    verification = bench_commands.add_parser(
+        "verification", help="ORM, PRM, PARM, PARM++ and the oracle: GenEval, cost, scaling, verifier quality",
+        description="The paper's comparison (arXiv 2501.13926) on stratified benchmark prompts: each "
+                    "strategy chooses among the same N candidate paths per image; prints the table with the "
+                    "paper's numbers beside it, forward passes and verifier calls per image, overall against "
+                    "N, and each verifier's precision, recall and AUROC against the exact evaluator.",
+    )
+    verification.add_argument("--generator", default="maskgit", help="a masked generator (default: maskgit)")
+    verification.add_argument("--candidates", type=int, default=20, help="N, paths per image (default: 20)")
+    verification.add_argument("--steps", type=int, default=8, help="MaskGIT decoding steps (default: 8)")
+    verification.add_argument("--scaling-every", type=int, default=3,
+                              help="run the step-level searches at every N on every k-th prompt (default: 3)")
+    _benchmark_prompt_options(verification, every=4, prompts=139)
+    verification.set_defaults(handler=_bench_verification)
     return parser
 
 

@@ -68,15 +68,22 @@ def _complete(folder: Path, n_samples: int) -> bool:
 
 
 def generate_folder(model, metas: list[dict], outdir: str | Path, n_samples: int = 4, seed: int = 0,
-                    save_process: bool = False, **options) -> Path:
+                    save_process: bool = False, verifier: str | None = None, candidates: int = 1,
+                    **options) -> Path:
     """Write GenEval's layout for ``metas`` into ``outdir``; prompt folders already complete are kept
     (a resumed run), so nothing written is lost. ``run.json`` records the settings, and a resumed run
-    must use the same ones."""
+    must use the same ones. With a ``verifier`` (``cotlab.verification.search.VERIFIERS``) each image
+    is that search's choice among ``candidates`` paths, and ``00000/search.json`` records its cost."""
     from PIL import Image
 
     outdir = Path(outdir)
-    outdir.mkdir(parents=True, exist_ok=True)
     settings = {"n_samples": n_samples, "seed": seed, "save_process": save_process, **options}
+    if verifier is not None:
+        if save_process:
+            raise CotlabError("--save-process is for plain sampling: drop it, or drop --verifier")
+        settings.update(verifier=verifier, candidates=candidates)
+        search_one = _searcher(model, verifier, candidates, seed, **options)
+    outdir.mkdir(parents=True, exist_ok=True)
     run_file = outdir / "run.json"
     if run_file.is_file():
         before = json.loads(run_file.read_text())
@@ -88,8 +95,16 @@ def generate_folder(model, metas: list[dict], outdir: str | Path, n_samples: int
     done = {i for i in range(len(metas)) if _complete(outdir / f"{i:05d}", n_samples)}
     if done:
         print(f"resuming: {len(done)} of {len(metas)} prompts already in {outdir}")
+    todo = [i for i in range(len(metas)) if i not in done]
+    if verifier is not None:
+        for index in tqdm(todo, desc=f"generate with {verifier}", mininterval=2):
+            found = [search_one(metas[index], index, j) for j in range(n_samples)]
+            atomic_write_json(outdir / f"{index:05d}" / "search.json",
+                              [{"passes": f.passes, "verifier_calls": f.calls, "chosen": f.chosen} for f in found])
+            geneval.write_prompt_folder(outdir, index, metas[index], list(to_uint8(torch.stack([f.image for f in found]))))
+        return outdir
     work = samples(model, metas, n_samples, seed, keep_steps=save_process, skip=done.__contains__, **options)
-    for index, meta, result in tqdm(work, total=len(metas) - len(done), desc="generate", mininterval=2):
+    for index, meta, result in tqdm(work, total=len(todo), desc="generate", mininterval=2):
         folder = outdir / f"{index:05d}"
         if save_process:
             for t, step in enumerate(result.steps):
@@ -99,6 +114,30 @@ def generate_folder(model, metas: list[dict], outdir: str | Path, n_samples: int
                     Image.fromarray(image).save(path)
         geneval.write_prompt_folder(outdir, index, meta, list(to_uint8(result.images)))  # samples last
     return outdir
+
+
+def _searcher(model, verifier: str, candidates: int, seed: int, **options):
+    """(meta, prompt index, sample) -> the verifier's ``Search`` among ``candidates`` paths."""
+    from cotlab.harness import load_checkpoint
+    from cotlab.masked_ar.decoding import path_seed
+    from cotlab.verification.search import VERIFIERS, run
+
+    if verifier not in VERIFIERS:
+        raise CotlabError(f"unknown verifier '{verifier}': choose one of {', '.join(VERIFIERS)}")
+    if model.config.order != "masked":
+        raise CotlabError("verifiers search over MaskGIT decoding paths: use a masked generator, e.g. maskgit")
+    if candidates < 1:
+        raise CotlabError(f"--candidates must be at least 1, got {candidates}")
+    checkpoint = VERIFIERS[verifier][0]
+    try:
+        judge = load_checkpoint(checkpoint) if checkpoint else None
+    except FileNotFoundError as e:
+        raise CotlabError(f"{e}; train it with: cotlab train {checkpoint} --profile cpu --ship") from None
+
+    def one(meta: dict, index: int, sample: int):
+        seeds = [path_seed(seed, index, sample, c) for c in range(candidates)]
+        return run(verifier, model, meta, seeds, judge, **options)
+    return one
 
 
 def load_generator(name_or_path: str):

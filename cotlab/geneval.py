@@ -207,29 +207,50 @@ def relative_position(box_a, box_b) -> set[str]:
     return rels
 
 
-def evaluate(detections: list[Detection], meta: dict) -> tuple[bool, str]:
-    """GenEval's verdict on one image: (correct, reason). ``detections`` most confident first."""
+CLAUSES = ("missing", "count", "color", "position")  # the kinds of failing clause, for PARM++'s reflection
+
+
+@dataclass
+class Verdict:
+    """GenEval's verdict on one image, with what a reflection needs: the ``kinds`` of the failing
+    clauses (from ``CLAUSES``), and the detections ``kept`` — those that satisfy their clause."""
+    correct: bool
+    reasons: list[str]
+    kinds: list[str]
+    kept: list[Detection]
+
+
+def check(detections: list[Detection], meta: dict) -> Verdict:
+    """Apply GenEval's rules (module docstring) to detections, most confident first."""
     by_class: dict[str, list[Detection]] = {}
     for d in detections:
         by_class.setdefault(d.shape, []).append(d)
-    correct, reasons, groups = True, [], []
+    verdict, groups = Verdict(True, [], [], []), []
+
+    def fail(kind: str, reason: str) -> None:
+        verdict.correct = False
+        verdict.kinds.append(kind)
+        verdict.reasons.append(reason)
+
     for req in meta.get("include", []):
         cls, n = req["class"], req["count"]
         found = by_class.get(cls, [])[:n]
         matched = len(found) >= n
         if not matched:
-            reasons.append(f"expected {n} {cls}, found {len(found)}")
+            fail("count" if n > 1 else "missing", f"expected {n} {cls}, found {len(found)}")
+            verdict.kept += found
         elif "color" in req:
             colors = [d.color for d in found]
             if colors.count(req["color"]) < n:
                 matched = False
                 seen = ", ".join(f"{colors.count(c)} {c}" for c in COLORS if c in colors)
-                reasons.append(f"expected {req['color']} {cls}, found {seen}")
+                fail("color", f"expected {req['color']} {cls}, found {seen}")
+                verdict.kept += [d for d in found if d.color == req["color"]]
         if matched and "position" in req:
             rel, target = req["position"]
             if groups[target] is None:
                 matched = False
-                reasons.append(f"no target for {cls} to be {rel}")
+                fail("position", f"no target for {cls} to be {rel}")
             else:
                 for d in found:
                     for t in groups[target]:
@@ -237,18 +258,24 @@ def evaluate(detections: list[Detection], meta: dict) -> tuple[bool, str]:
                         if rel not in true_rels:
                             matched = False
                             where = " and ".join(sorted(true_rels)) or "level with"
-                            reasons.append(f"expected {cls} {rel} {t.shape}, found it {where}")
+                            fail("position", f"expected {cls} {rel} {t.shape}, found it {where}")
                             break
                     if not matched:
                         break
-        correct &= matched
+        if matched:
+            verdict.kept += found
         groups.append(found if matched else None)
     for req in meta.get("exclude", []):
         cls, n = req["class"], req["count"]
         if len(by_class.get(cls, [])) >= n:
-            correct = False
-            reasons.append(f"expected fewer than {n} {cls}, found {len(by_class[cls])}")
-    return correct, "; ".join(reasons)
+            fail("count", f"expected fewer than {n} {cls}, found {len(by_class[cls])}")
+    return verdict
+
+
+def evaluate(detections: list[Detection], meta: dict) -> tuple[bool, str]:
+    """GenEval's verdict on one image: (correct, reason). ``detections`` most confident first."""
+    verdict = check(detections, meta)
+    return verdict.correct, "; ".join(verdict.reasons)
 
 
 def judge(image: np.ndarray, meta: dict, world: World = World()) -> tuple[bool, str]:

@@ -28,6 +28,9 @@ RECIPES = {
     "raster_ar_f4": "cotlab.masked_ar.model:RECIPE_RASTER_F4",
     "maskgit_hybrid": "cotlab.masked_ar.model:RECIPE_MASKGIT_HYBRID",
     "dcar_head": "cotlab.masked_ar.dcar:RECIPE",
+    "orm": "cotlab.verification.reward:RECIPE_ORM",
+    "prm": "cotlab.verification.reward:RECIPE_PRM",
+    "parm": "cotlab.verification.reward:RECIPE_PARM",
 }
 
 

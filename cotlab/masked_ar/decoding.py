@@ -112,7 +112,7 @@ class Paths:
         """Take one step on ``rows`` (default: every path not done); returns their sampled tokens
         (R, N). ``shared=True`` says the rows are in one state (branches of one path): the logits are
         computed once and each row samples from them with its own stream — one path's cost."""
-        rows = self._rows(rows)
+        rows = self._rows(rows) if rows is not None else (~self.done()).nonzero()[:, 0]
         if bool(self.done(rows).any()):
             raise ValueError("a path that has taken all its steps cannot advance")
         model, cfg = self.model, self.cfg
@@ -145,9 +145,9 @@ class Paths:
     def copy_state(self, source: int, rows) -> None:
         """Give ``rows`` the state of path ``source`` (each keeps its own random stream)."""
         rows = self._rows(rows)
-        self.tokens[rows] = self.tokens[source]
-        self.sampled[rows] = self.sampled[source]
-        self.position[rows] = self.position[source]
+        self.tokens[rows] = self.tokens[source].clone()
+        self.sampled[rows] = self.sampled[source].clone()
+        self.position[rows] = self.position[source].clone()
 
     @torch.no_grad()
     def images(self, rows=None, sampled: bool = True) -> torch.Tensor:

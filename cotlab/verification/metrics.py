@@ -1,0 +1,74 @@
+"""How good a verifier is, against the exact evaluator: precision, recall and AUROC.
+
+With scores s_i, labels y_i ∈ {0, 1} and the decision s_i ≥ θ (θ = 0.5 for a probability):
+
+    precision = #{s ≥ θ, y = 1} / #{s ≥ θ}        recall = #{s ≥ θ, y = 1} / #{y = 1}
+    AUROC     = P(s_pos > s_neg) + ½ P(s_pos = s_neg)   (Mann–Whitney: any threshold, ranks only)
+
+On final images y is GenEval's verdict; on step images it is whether the *path* ends correct — what
+a verifier looking at step t must foresee.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+
+def auroc(scores, labels) -> float:
+    """The probability that a random positive scores above a random negative (ties count ½)."""
+    s, y = np.asarray(scores, float), np.asarray(labels, bool)
+    if y.all() or not y.any():
+        return float("nan")
+    order = np.argsort(s, kind="mergesort")
+    ranks = np.empty(len(s))
+    sorted_s = s[order]
+    # average ranks of ties
+    _, first, counts = np.unique(sorted_s, return_index=True, return_counts=True)
+    for f, c in zip(first, counts):
+        ranks[order[f:f + c]] = f + (c + 1) / 2
+    n_pos, n_neg = y.sum(), (~y).sum()
+    return float((ranks[y].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def classification(scores, labels, threshold: float = 0.5) -> dict[str, float]:
+    """precision, recall, accuracy at ``threshold``, AUROC, and the share of positives."""
+    s, y = np.asarray(scores, float), np.asarray(labels, bool)
+    said = s >= threshold
+    tp = float((said & y).sum())
+    return {"precision": tp / said.sum() if said.any() else float("nan"),
+            "recall": tp / y.sum() if y.any() else float("nan"),
+            "accuracy": float((said == y).mean()), "auroc": auroc(s, y), "positives": float(y.mean())}
+
+
+def clip_probability(clip, images: torch.Tensor, captions: list[str], batch_size: int = 512) -> torch.Tensor:
+    """The zero-shot verifier's score in [0, 1]: CLIPScore / 100 = max(cos(u, v), 0)."""
+    if images.dtype == torch.uint8:
+        images = images.float() / 255
+    return torch.cat([clip.score(images[i:i + batch_size], captions[i:i + batch_size]).cpu() / 100
+                      for i in range(0, len(images), batch_size)])
+
+
+def heldout_quality(model, profile: str) -> dict[str, float]:
+    """A trained reward model's quality on fresh samples of its generator at test-time temperature
+    (prompts and paths unseen in training): its ``yes`` against the verdicts of final images, and
+    for PRM and PARM against the path outcome on step images (PARM: ``potential``) and, for PARM,
+    ``clear`` against the measured clarity."""
+    from cotlab.verification.data import DataSpec, load_or_build
+
+    smoke = profile == "smoke"
+    spec = DataSpec(generator=model.config.generator, prompts=6 if smoke else 120, paths=2 if smoke else 4,
+                    rollout_prompts=3 if smoke else 40, rollout_paths=1 if smoke else 2,
+                    rollouts=2 if smoke else 4, sample_temperature=1.0, seed=1)
+    data = load_or_build(spec, progress=False)
+    finals, steps = data["finals"], data["steps"]
+    out = {}
+    yes = model.judge(finals["image"], finals["caption"])["yes"]
+    out.update({f"final_{k}": v for k, v in classification(yes, finals["correct"]).items()})
+    if model.config.task == "orm":
+        return out
+    judged = model.judge(steps["image"], steps["caption"], steps["progress"].float())
+    step_score = judged["potential" if model.config.task == "parm" else "yes"]
+    out.update({f"step_{k}": v for k, v in classification(step_score, steps["final"]).items()})
+    if model.config.task == "parm":
+        out.update({f"clear_{k}": v for k, v in classification(judged["clear"], steps["clear"]).items()})
+    return out

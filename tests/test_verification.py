@@ -1,0 +1,189 @@
+"""Verification: step-wise decoding paths, the labels, the reward model, the searches and their costs.
+
+Searches run on a smoke-size MaskGIT (shipped ``vq_f8`` tokens and ``clip`` text encoder) with
+scripted verifiers, so each test knows what the search must do."""
+import numpy as np
+import pytest
+import torch
+
+from cotlab import geneval
+from cotlab.cli import build_parser
+from cotlab.errors import CotlabError
+from cotlab.generate import generate_folder
+from cotlab.masked_ar.decoding import Paths, mask_schedule, maskgit_decode, path_seed
+from cotlab.masked_ar.model import MaskedAR, MaskedARConfig
+from cotlab.shapes import Obj, Scene, World
+from cotlab.verification import search
+from cotlab.verification.data import KINDS, reflection_target
+from cotlab.verification.metrics import auroc, classification
+from cotlab.verification.reward import RewardConfig, RewardExamples, RewardModel
+
+CAPTION = "a photo of a red circle"
+META = {"tag": "colors", "include": [{"class": "circle", "count": 1, "color": "red"}], "prompt": CAPTION}
+
+
+@pytest.fixture(scope="module")
+def generator():
+    torch.manual_seed(0)
+    return MaskedAR(MaskedARConfig.for_profile("smoke")).eval()
+
+
+class Scripted:
+    """A stand-in PARM whose answers are fixed per path (rows in order of first sight are not
+    known to it, so it answers by the image: ``potential`` is 1 only for images of ``good``)."""
+
+    def __init__(self, good: torch.Tensor | None = None, yes: float = 1.0, redo_cell: int = 0):
+        self.good, self.yes, self.redo_cell, self.calls = good, yes, redo_cell, 0
+
+    def judge(self, images, captions, progress=1.0):
+        B = len(images)
+        self.calls += B
+        good = torch.tensor([bool(self.good is not None and (x - self.good).abs().max() < 1e-6) for x in images])
+        redo = torch.zeros(B, 16)
+        redo[:, self.redo_cell] = 1.0
+        kind = torch.zeros(B, len(KINDS))
+        kind[:, 3] = 1.0
+        return {"yes": torch.full((B,), self.yes), "clear": torch.ones(B), "potential": good.float(),
+                "kind": kind, "redo": redo}
+
+
+def test_a_path_depends_only_on_its_own_seed(generator):
+    seeds = [path_seed(0, 1, 2, c) for c in range(3)]
+    together = maskgit_decode(generator, [CAPTION] * 3, steps=4, seed=seeds).tokens
+    alone = maskgit_decode(generator, [CAPTION], steps=4, seed=seeds[1:2]).tokens
+    assert torch.equal(together[1], alone[0])
+    assert not torch.equal(together[0], together[1])
+    assert path_seed(0, 1, 2, 0) != path_seed(0, 1, 2) and path_seed(0, 1) == path_seed(0, 1)
+
+
+def test_stopped_paths_leave_the_others_unchanged_and_cost_nothing(generator):
+    paths = Paths(generator, [CAPTION] * 3, 4, 3.0, [11, 12, 13])
+    paths.advance()
+    paths.advance([0, 2])  # path 1 stops after one step
+    while not bool(paths.done([0, 2]).all()):
+        paths.advance([0, 2])
+    full = maskgit_decode(generator, [CAPTION] * 3, steps=4, seed=[11, 12, 13])
+    assert torch.equal(paths.tokens[[0, 2]], full.tokens[[0, 2]])
+    assert paths.passes.tolist() == [8, 2, 8]  # two passes a step with guidance
+
+
+def test_restart_resumes_the_schedule_where_as_many_tokens_are_masked(generator):
+    counts = mask_schedule(8, 16)
+    paths = Paths(generator, [CAPTION], 8, 3.0, [5])
+    while not bool(paths.done().all()):
+        paths.advance()
+    final = paths.tokens[0].clone()
+    redo = torch.zeros(16, dtype=torch.bool)
+    redo[[0, 5, 9]] = True
+    tokens = final.masked_fill(redo, generator.mask_id)
+    paths.restart(0, tokens)
+    assert int(paths.position[0]) == next(t for t, n in enumerate(counts) if n < 3)
+    while not bool(paths.done().all()):
+        paths.advance()
+    assert torch.equal(paths.tokens[0][~redo], final[~redo])  # only the re-masked tokens were redrawn
+    assert int((paths.tokens[0] == generator.mask_id).sum()) == 0
+
+
+def test_best_of_n_and_step_search_costs(generator):
+    seeds = [path_seed(0, 0, 0, c) for c in range(4)]
+    oracle = search.oracle_scorer({CAPTION: META})
+    found = search.best_of_n(generator, CAPTION, seeds, oracle, steps=4)
+    assert (found.passes, found.calls) == (4 * 4 * 2, 4)
+    scores = found.trace["scores"]
+    assert scores[found.chosen] == scores.max()
+    stepped = search.step_search(generator, CAPTION, seeds, oracle, steps=4)
+    assert (stepped.passes, stepped.calls) == (4 * 2, 4 * 4)  # N branches share each step's forward pass
+    assert stepped.image.shape == (3, 32, 32)
+
+
+def test_parm_prunes_hopeless_paths_and_keeps_the_promising_one(generator):
+    seeds = [path_seed(0, 0, 0, c) for c in range(4)]
+    probe = Paths(generator, [CAPTION] * 4, 4, 3.0, seeds)
+    probe.advance()
+    good = probe.images([2])[0]  # path 2's first step image: the only one with potential
+    result = search.parm_search(generator, CAPTION, seeds, Scripted(good), steps=4)
+    assert result.chosen == 2 and result.trace["pruned"].tolist() == [True, True, False, True]
+    assert result.passes == 3 * 2 + 4 * 2  # three paths stop after step 1
+    full = maskgit_decode(generator, [CAPTION] * 4, steps=4, seed=seeds)
+    assert torch.allclose(result.image, full.images[2])  # the survivor ends as its uninterrupted twin
+    # with nothing promising, the most promising path is finished anyway
+    fallback = search.parm_search(generator, CAPTION, seeds, Scripted(None), steps=4)
+    assert fallback.trace["pruned"].all() and fallback.image.shape == (3, 32, 32)
+
+
+def test_reflection_redraws_the_named_cells_up_to_three_rounds(generator):
+    seeds = [path_seed(0, 0, 0, c) for c in range(2)]
+    parm = Scripted(None, yes=0.0, redo_cell=5)
+    result = search.parm_plus_plus(generator, CAPTION, seeds, parm, steps=4)
+    rounds = result.trace["rounds"]
+    assert len(rounds) == 3 and all(r["kind"] == KINDS[3] and r["redo"].tolist() == [i == 5 for i in range(16)]
+                                    for r in rounds)
+    assert search.cells_to_tokens(torch.arange(16) == 5, 64).sum() == 4  # a cell is 2×2 tokens at f4
+    said_yes = search.parm_plus_plus(generator, CAPTION, seeds, Scripted(None, yes=1.0), steps=4)
+    assert said_yes.trace["rounds"] == []
+
+
+def test_reflection_target_names_the_clause_and_keeps_what_is_right():
+    world = World()
+    scene = Scene((Obj("circle", "blue", 1, 1), Obj("square", "green", 2, 3)))
+    image = world.render(scene)
+    kind, redo = reflection_target(image, META, world)
+    assert KINDS[kind] == "color" and redo.all()  # the only circle is wrong: redraw everything
+    meta = {"tag": "two_object", "include": [{"class": "circle", "count": 1}, {"class": "triangle", "count": 1}],
+            "prompt": "a photo of a circle and a triangle"}
+    kind, redo = reflection_target(image, meta, world)
+    assert KINDS[kind] == "missing" and not redo[1 * 4 + 1] and redo.sum() == 15  # keep the circle's cell
+    right = world.render(Scene((Obj("circle", "red", 0, 0),)))
+    assert reflection_target(right, META, world)[0] == 0 and geneval.check(geneval.detect(right)[0], META).correct
+
+
+def test_auroc_and_classification_against_brute_force():
+    rng = np.random.default_rng(0)
+    s, y = rng.random(200).round(1), rng.random(200) < 0.4
+    pairs = [(a > b) + 0.5 * (a == b) for a in s[y] for b in s[~y]]
+    assert auroc(s, y) == pytest.approx(np.mean(pairs))
+    q = classification([0.9, 0.8, 0.2, 0.6], [True, False, False, True])
+    assert q["precision"] == pytest.approx(2 / 3) and q["recall"] == 1.0 and q["auroc"] == pytest.approx(0.75)
+
+
+def _data(n=4):
+    images = torch.randint(0, 255, (n, 3, 32, 32), dtype=torch.uint8)
+    finals = {"image": images, "caption": [CAPTION] * n, "correct": torch.tensor([True, False] * (n // 2)),
+              "kind": torch.tensor([0, 3] * (n // 2)), "redo": torch.zeros(n, 16, dtype=torch.bool)}
+    steps = {"image": images, "caption": [CAPTION] * n, "progress": torch.linspace(0.25, 1, n),
+             "prm": torch.tensor([True] * n), "clear": torch.tensor([False, True] * (n // 2)),
+             "potential": torch.linspace(0, 1, n)}
+    return {"finals": finals, "steps": steps}
+
+
+def test_reward_model_heads_and_which_examples_each_task_learns_from():
+    model = RewardModel(RewardConfig.for_profile("smoke", task="parm")).eval()
+    out = model(torch.rand(3, 3, 32, 32), [CAPTION, CAPTION, "a photo of two squares"], torch.tensor([0.25, 1, 1]))
+    assert out["yes"].shape == (3,) and out["kind"].shape == (3, len(KINDS)) and out["redo"].shape == (3, 16)
+    judged = model.judge(torch.randint(0, 255, (3, 3, 32, 32), dtype=torch.uint8), [CAPTION] * 3)
+    assert 0 <= judged["yes"].min() and judged["yes"].max() <= 1
+    assert torch.allclose(judged["kind"].sum(-1), torch.ones(3))
+    data = _data()
+    assert len(RewardExamples(data, "orm")) == 4 and len(RewardExamples(data, "prm")) == 4
+    parm = RewardExamples(data, "parm")
+    assert len(parm) == 8 and sum(e["has_clear"] for e in parm) == 4 and sum(e["has_yes"] for e in parm) == 4
+    loss, logs = model.loss(torch.utils.data.default_collate([parm[i] for i in range(8)]))
+    assert torch.isfinite(loss) and {"yes_loss", "clear_loss", "potential_loss", "kind_loss"} <= set(logs)
+    with pytest.raises(ValueError, match="unknown reward task"):
+        RewardConfig.for_profile("smoke", task="rm")
+
+
+def test_generate_with_a_verifier(tmp_path, generator):
+    metas = [META, {**META, "prompt": "a photo of a blue square", "include": [{"class": "square", "count": 1,
+                                                                                 "color": "blue"}]}]
+    out = generate_folder(generator, metas, tmp_path / "o", n_samples=2, verifier="oracle", candidates=3, steps=4)
+    cost = __import__("json").loads((out / "00001" / "search.json").read_text())
+    assert len(cost) == 2 and cost[0]["passes"] == 3 * 4 * 2 and cost[0]["verifier_calls"] == 3
+    assert geneval.score_folder(out)["images"] == 4
+    with pytest.raises(CotlabError, match="unknown verifier"):
+        generate_folder(generator, metas, tmp_path / "p", verifier="rm")
+    with pytest.raises(CotlabError, match="other settings"):
+        generate_folder(generator, metas, out, n_samples=2, verifier="oracle", candidates=5, steps=4)
+    choices = next(a for a in build_parser()._subparsers._group_actions[0].choices["generate"]._actions
+                   if a.dest == "verifier").choices
+    assert list(choices) == list(search.VERIFIERS)
