@@ -433,6 +433,10 @@ def format_verification(result: dict) -> str:
         lines.append(f"| {STRATEGIES[name]} | " + " | ".join(f"{row.get(t, float('nan')):.3f}" for t in tags)
                      + f" | **{row['overall']:.3f}** | {'' if paper is None else f'{paper:.2f}'} | "
                      f"{row['passes']:.0f} | {row['calls']:.1f} |")
+    lines += ["", "The paper's numbers (Show-o on GenEval, best of 20; arXiv 2501.13926 Tables 1 and 5):", "",
+              f"| strategy | {head} | overall |", "|---|" + "---|" * (len(tags) + 1)]
+    for name, row in result["paper"].items():
+        lines.append(f"| {STRATEGIES[name]} | " + " | ".join(f"{row[t]:.2f}" for t in tags) + f" | {row['overall']:.2f} |")
     ns = sorted({int(n) for curve in result["scaling"].values() for n in curve})
     lines += ["", "| N | " + " | ".join(str(n) for n in ns) + " |", "|---|" + "---|" * len(ns)]
     for name, curve in result["scaling"].items():

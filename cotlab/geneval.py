@@ -213,11 +213,13 @@ CLAUSES = ("missing", "count", "color", "position")  # the kinds of failing clau
 @dataclass
 class Verdict:
     """GenEval's verdict on one image, with what a reflection needs: the ``kinds`` of the failing
-    clauses (from ``CLAUSES``), and the detections ``kept`` — those that satisfy their clause."""
+    clauses (from ``CLAUSES``), the detections ``kept`` — those that satisfy their clause — and
+    whether an object is ``lacking`` (too few found, or one in the wrong place)."""
     correct: bool
     reasons: list[str]
     kinds: list[str]
     kept: list[Detection]
+    lacking: bool = False
 
 
 def check(detections: list[Detection], meta: dict) -> Verdict:
@@ -239,6 +241,7 @@ def check(detections: list[Detection], meta: dict) -> Verdict:
         if not matched:
             fail("count" if n > 1 else "missing", f"expected {n} {cls}, found {len(found)}")
             verdict.kept += found
+            verdict.lacking = True
         elif "color" in req:
             colors = [d.color for d in found]
             if colors.count(req["color"]) < n:
@@ -250,6 +253,7 @@ def check(detections: list[Detection], meta: dict) -> Verdict:
             rel, target = req["position"]
             if groups[target] is None:
                 matched = False
+                verdict.lacking = True
                 fail("position", f"no target for {cls} to be {rel}")
             else:
                 for d in found:
@@ -257,6 +261,7 @@ def check(detections: list[Detection], meta: dict) -> Verdict:
                         true_rels = relative_position(d.box, t.box)
                         if rel not in true_rels:
                             matched = False
+                            verdict.lacking = True
                             where = " and ".join(sorted(true_rels)) or "level with"
                             fail("position", f"expected {cls} {rel} {t.shape}, found it {where}")
                             break

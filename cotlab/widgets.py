@@ -472,7 +472,7 @@ class RewardViewer:
             raise CotlabError("RewardViewer needs prompts: pass GenEval metadata, e.g. stratified_prompts(16)")
         missing = sorted({"clip", "orm", "prm", "parm"} - set(verifiers))
         if missing:
-            raise CotlabError(f"RewardViewer needs the verifiers {missing}: load them with load_verifiers()")
+            raise CotlabError(f"RewardViewer needs the verifiers {missing}: load them with load_checkpoint(name)")
         self.model, self.verifiers, self.metas = model, verifiers, list(metas)
         self.candidates, self.steps, self.cfg, self.seed, self.world = candidates, steps, cfg, seed, world
         self.prompt, self.candidate, self.step = 0, 0, steps

@@ -128,11 +128,11 @@ def test_reflection_target_names_the_clause_and_keeps_what_is_right():
     scene = Scene((Obj("circle", "blue", 1, 1), Obj("square", "green", 2, 3)))
     image = world.render(scene)
     kind, redo = reflection_target(image, META, world)
-    assert KINDS[kind] == "color" and redo.all()  # the only circle is wrong: redraw everything
+    assert KINDS[kind] == "color" and np.flatnonzero(redo).tolist() == [1 * 4 + 1]  # only the wrong circle
     meta = {"tag": "two_object", "include": [{"class": "circle", "count": 1}, {"class": "triangle", "count": 1}],
             "prompt": "a photo of a circle and a triangle"}
     kind, redo = reflection_target(image, meta, world)
-    assert KINDS[kind] == "missing" and not redo[1 * 4 + 1] and redo.sum() == 15  # keep the circle's cell
+    assert KINDS[kind] == "missing" and redo.sum() == 14 and not redo[1 * 4 + 1] and not redo[2 * 4 + 3]  # room
     right = world.render(Scene((Obj("circle", "red", 0, 0),)))
     assert reflection_target(right, META, world)[0] == 0 and geneval.check(geneval.detect(right)[0], META).correct
 
@@ -187,3 +187,26 @@ def test_generate_with_a_verifier(tmp_path, generator):
     choices = next(a for a in build_parser()._subparsers._group_actions[0].choices["generate"]._actions
                    if a.dest == "verifier").choices
     assert list(choices) == list(search.VERIFIERS)
+
+
+def test_reward_viewer_renders_scores_pruning_and_reflection(generator):
+    from cotlab.widgets import RewardViewer
+
+    def tiny(task):
+        torch.manual_seed(0)
+        return RewardModel(RewardConfig.for_profile("smoke", task=task)).eval()
+
+    from cotlab.harness import load_checkpoint
+    verifiers = {"clip": load_checkpoint("clip"), "orm": tiny("orm"), "prm": tiny("prm"), "parm": tiny("parm")}
+    metas = [META, {**META, "prompt": "a photo of two squares", "tag": "counting",
+                    "include": [{"class": "square", "count": 2}], "exclude": [{"class": "square", "count": 3}]}]
+    viewer = RewardViewer(generator, verifiers, metas, candidates=3, steps=4)
+    trace = viewer.trace(1)
+    assert trace["images"].shape == (3, 4, 3, 32, 32) and trace["prm"].shape == (3, 4)
+    assert all(0 <= float(trace[k].min()) and float(trace[k].max()) <= 1 for k in ("clip", "prm", "clear", "potential"))
+    fig = viewer.render(prompt=1, candidate=2, step=3)
+    assert len(fig.axes) >= 6 and "two squares" in fig._suptitle.get_text()
+    with pytest.raises(CotlabError, match="out of range"):
+        viewer.render(prompt=1, candidate=3)
+    with pytest.raises(CotlabError, match="needs the verifiers"):
+        RewardViewer(generator, {"clip": verifiers["clip"]}, metas)

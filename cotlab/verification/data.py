@@ -58,16 +58,31 @@ class DataSpec:
 
 def reflection_target(image: np.ndarray, meta: dict, world: World = World()) -> tuple[int, np.ndarray]:
     """(kind index into ``KINDS``, redo (grid·grid,) bool) for one uint8 image: what fails first, and
-    which cells to redraw — all but those holding an object that satisfies its clause."""
+    which cells to redraw — those holding an object of a class the prompt names that satisfies no
+    clause (a wrong colour, one too many, one in the wrong place), and, when an object is lacking,
+    the empty cells too (room for it). Objects of other classes stay."""
     detections, _ = geneval.detect(image, world)
     verdict = geneval.check(detections, meta)
-    redo = np.ones((world.grid, world.grid), bool)
     if verdict.correct:
         return 0, np.zeros(world.grid * world.grid, bool)
-    for d in verdict.kept:
+
+    def cell(d) -> int:
         cx, cy = (d.box[0] + d.box[2]) / 2, (d.box[1] + d.box[3]) / 2
-        redo[min(int(cy // world.cell), world.grid - 1), min(int(cx // world.cell), world.grid - 1)] = False
-    return KINDS.index(verdict.kinds[0]), redo.reshape(-1)
+        return min(int(cy // world.cell), world.grid - 1) * world.grid + min(int(cx // world.cell), world.grid - 1)
+
+    kept = {id(d) for d in verdict.kept}
+    named = {req["class"] for req in meta.get("include", [])}
+    occupied = np.zeros(world.grid * world.grid, bool)
+    redo = np.zeros(world.grid * world.grid, bool)
+    for d in detections:
+        occupied[cell(d)] = True
+        if id(d) not in kept and d.shape in named:
+            redo[cell(d)] = True
+    if verdict.lacking:
+        redo |= ~occupied
+    for d in verdict.kept:  # a cell shared with a kept object stays
+        redo[cell(d)] = False
+    return KINDS.index(verdict.kinds[0]), redo
 
 
 def _judge_all(images: torch.Tensor, metas: list[dict]) -> list[bool]:
@@ -165,7 +180,12 @@ def load_or_build(spec: DataSpec, progress: bool = True) -> dict:
                        .encode()).hexdigest()[:12]
     path = RUNS_DIR / "verifier_data" / f"{spec.generator}-{key}.pt"
     if path.is_file():
-        return torch.load(path, weights_only=False)
+        data = torch.load(path, weights_only=False)
+        finals = data["finals"]  # the evaluator's labels are cheap: recomputed, so they follow the current rules
+        targets = [reflection_target(x, m) for x, m in zip(finals["image"].permute(0, 2, 3, 1).numpy(), finals["meta"])]
+        finals["kind"] = torch.tensor([k for k, _ in targets])
+        finals["redo"] = torch.from_numpy(np.stack([r for _, r in targets]))
+        return data
     data = build(spec, progress)
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_output(path) as tmp:

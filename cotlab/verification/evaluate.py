@@ -17,7 +17,6 @@ import torch
 from tqdm.auto import tqdm
 
 from cotlab import geneval
-from cotlab.harness import load_checkpoint
 from cotlab.masked_ar.decoding import Paths, path_seed
 from cotlab.tokenizers.metrics import to_uint8
 from cotlab.verification import search
@@ -42,11 +41,6 @@ PAPER = {  # Show-o on GenEval, best-of-20 (arXiv 2501.13926, Tables 1 and 5); P
     "parm": dict(single_object=.99, two_object=.77, counting=.68, colors=.86, position=.29, color_attr=.45, overall=.67),
     "parm++": dict(single_object=.99, two_object=.71, counting=.69, colors=.95, position=.36, color_attr=.49, overall=.70),
 }
-
-
-def load_verifiers(names=("clip", "orm", "prm", "parm")) -> dict:
-    """The shipped zero-shot CLIP and reward models, by name."""
-    return {name: load_checkpoint(name) for name in names}
 
 
 def parm_at(trace: dict, pool_yes: np.ndarray, n: int) -> int:
