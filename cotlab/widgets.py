@@ -206,6 +206,14 @@ class SceneComposer:
             return str(e)
 
 
+def prompt_picker(metas: list[dict], value: int):
+    """A dropdown over prompts (GenEval metadata) whose value is the prompt's index."""
+    import ipywidgets as W
+
+    return W.Dropdown(options=[(m["prompt"], i) for i, m in enumerate(metas)], value=value, description="prompt",
+                      layout=W.Layout(width="420px"))
+
+
 def controls_over_figure(controls: list, follow, render):
     """A row of ipywidgets ``controls`` above an output that shows ``render()`` — after ``follow()``
     has copied the controls' values into the viewer — now and on every change: ``(box, output)``."""
@@ -440,8 +448,7 @@ class DecodingViewer:
         The controls are kept as ``picker``, ``seed_box``, ``slider`` and ``output``."""
         import ipywidgets as W
 
-        self.picker = W.Dropdown(options=[(m["prompt"], i) for i, m in enumerate(self.metas)], value=self.prompt,
-                                 description="prompt", layout=W.Layout(width="420px"))
+        self.picker = prompt_picker(self.metas, self.prompt)
         self.seed_box = W.BoundedIntText(value=self.seed, min=0, max=10**6, description="seed")
         self.slider = W.IntSlider(value=self.step, min=1, max=self.steps, description="step")
 
@@ -595,8 +602,7 @@ class RewardViewer:
         """A prompt dropdown and candidate and step sliders above the figure, redrawn on every change."""
         import ipywidgets as W
 
-        self.picker = W.Dropdown(options=[(m["prompt"], i) for i, m in enumerate(self.metas)], value=self.prompt,
-                                 description="prompt", layout=W.Layout(width="420px"))
+        self.picker = prompt_picker(self.metas, self.prompt)
         self.path_slider = W.IntSlider(value=self.candidate, min=0, max=self.candidates - 1, description="candidate")
         self.slider = W.IntSlider(value=self.step, min=1, max=self.steps, description="step")
 

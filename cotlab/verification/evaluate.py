@@ -82,7 +82,8 @@ def compare(generator, verifiers: dict, metas: list[dict], n_samples: int = 4, N
             row = {"filename": f"{i:05d}/samples/{j:04d}.png", "index": i, "sample": j, "tag": meta["tag"],
                    "prompt": caption, "correct": correct, "reason": reason}
             if n is None:
-                rows[name].append(row), cost[name].append((passes, calls))
+                rows[name].append(row)
+                cost[name].append((passes, calls))
             else:
                 curve_rows[name][n].append(row)
 

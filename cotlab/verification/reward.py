@@ -151,11 +151,10 @@ class RewardModel(L.LightningModule):
             target = batch[name][has]
             if name == "kind":
                 value = F.cross_entropy(out[name][has], target.long())
-            elif name == "redo":
+            else:  # logistic heads; potential's target is soft
                 value = F.binary_cross_entropy_with_logits(out[name][has], target.float())
-            else:
-                value = F.binary_cross_entropy_with_logits(out[name][has], target.float())
-                logs[f"{name}_acc"] = ((out[name][has] > 0) == (target > 0.5)).float().mean()
+                if name != "redo":
+                    logs[f"{name}_acc"] = ((out[name][has] > 0) == (target > 0.5)).float().mean()
             logs[f"{name}_loss"] = value
             total = total + value
         return total, logs

@@ -16,7 +16,8 @@ verifier calls, for that one final image.
   with the highest potential is resumed and finished.
 - **PARM++** (reflection): PARM's choice, then up to ``rounds`` times: if PARM says no, its
   reflection heads name the failing clause and the cells to redraw; those tokens are re-masked and
-  the path decodes again from there (MaskGIT inpainting), until PARM says yes.
+  the path decodes again from there (MaskGIT inpainting), until PARM says yes — else the image it
+  rated highest is kept.
 """
 from __future__ import annotations
 
@@ -94,7 +95,8 @@ def step_search(model, caption: str, seeds: list[int], scorer: Scorer, steps: in
         scores = scorer(images, [caption] * N, torch.full((N,), (t + 1) / steps))
         chosen = int(scores.argmax())
         paths.copy_state(chosen, range(N))
-        trace["images"].append(images), trace["scores"].append(scores), trace["chosen"].append(chosen)
+        for key, value in (("images", images), ("scores", scores), ("chosen", chosen)):
+            trace[key].append(value)
     return Search(paths.images([chosen], sampled=False)[0], int(paths.passes.sum()), N * steps, chosen, trace)
 
 
@@ -152,13 +154,15 @@ def parm_plus_plus(model, caption: str, seeds: list[int], parm, steps: int = 8, 
 
 @torch.no_grad()
 def reflect(model, paths: Paths, result: Search, parm, caption: str, rounds: int = 3) -> Search:
-    """PARM++'s reflection on a PARM result (its ``paths`` still at hand): while PARM says no, re-mask
-    the cells it names and decode them again. ``trace["rounds"]`` lists each round's image before
-    redrawing, the clause named, the cells re-masked and PARM's yes; passes and calls add up."""
-    image, row, calls, history = result.image, result.chosen, result.calls, []
+    """PARM++'s reflection on a PARM result (its ``paths`` still at hand): while PARM says no (at most
+    ``rounds`` times), re-mask the cells it names and decode them again. The image returned is the
+    first PARM says yes to, else the one it rated highest. ``trace["rounds"]`` lists each round's
+    image before redrawing, the clause named, the cells re-masked and PARM's yes; passes and calls add up."""
+    image, row, history = result.image, result.chosen, []
+    judged = parm.judge(image[None], [caption])
+    calls = result.calls + 1
+    best, best_yes = image, float(judged["yes"][0])
     for _ in range(rounds):
-        judged = parm.judge(image[None], [caption])
-        calls += 1
         if judged["yes"][0] >= 0.5:
             break
         redo = judged["redo"][0] >= 0.5  # (cells,)
@@ -172,7 +176,11 @@ def reflect(model, paths: Paths, result: Search, parm, caption: str, rounds: int
         while not bool(paths.done([row]).all()):
             paths.advance([row])
         image = paths.images([row], sampled=False)[0]
-    return Search(image, int(paths.passes.sum()), calls, row, {**result.trace, "rounds": history})
+        judged = parm.judge(image[None], [caption])
+        calls += 1
+        if float(judged["yes"][0]) > best_yes:
+            best, best_yes = image, float(judged["yes"][0])
+    return Search(best, int(paths.passes.sum()), calls, row, {**result.trace, "rounds": history, "last": image})
 
 
 def cells_to_tokens(redo: torch.Tensor, num_tokens: int) -> torch.Tensor:
