@@ -448,8 +448,10 @@ def format_verification(result: dict) -> str:
             lines.append(f"| {name} | {kind} images | {q['precision']:.3f} | {q['recall']:.3f} | {q['auroc']:.3f} | "
                          f"{q['positives']:.2f} |")
     s, p = result["settings"], result["parm"]
-    lines.append(f"\nPARM kept {p['mean_kept']:.1f} of {s['N']} paths on average (none in {p['none_kept']} searches) "
+    searches = s["prompts"] * s["n_samples"]
+    lines.append(f"\nPARM kept {p['mean_kept']:.1f} of {s['N']} paths on average (it pruned every path in "
+                 f"{p['none_kept']} of {searches} searches, which then finish the most promising one) "
                  f"and ran {p['steps_run_share']:.0%} of their steps. {s['prompts']} prompts × {s['n_samples']} "
                  f"samples, N = {s['N']}, {s['steps']} steps, cfg {s['cfg']}, seed {s['seed']}; the step-level "
-                 f"searches' curves on every {s['scaling_every']}th prompt; {result['seconds'] / 60:.1f} min.")
+                 f"searches' curves on one prompt in {s['scaling_every']}; {result['seconds'] / 60:.1f} min.")
     return "\n".join(lines)
