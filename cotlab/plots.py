@@ -253,8 +253,8 @@ def scaling_curves(curves: dict[str, dict[int, float]], labels: dict[str, str] |
     for k, (key, curve) in enumerate(curves.items()):
         ns = sorted(int(n) for n in curve)
         values = [curve[n] if n in curve else curve[str(n)] for n in ns]
-        ax.plot(ns, values, "o-", color="black" if key == "oracle" else f"C{k}", ls="--" if key == "oracle" else "-",
-                label=(labels or {}).get(key, key), ms=4)
+        ax.plot(ns, values, marker="o", color="black" if key == "oracle" else f"C{k}",
+                ls="--" if key == "oracle" else "-", label=(labels or {}).get(key, key), ms=4)
     ax.set_xscale("log", base=2)
     ns = sorted({int(n) for c in curves.values() for n in c})
     ax.set(xticks=ns, xticklabels=[str(n) for n in ns], xlabel="candidates N", ylabel="GenEval overall", ylim=(0, 1.02))

@@ -89,7 +89,7 @@ class RewardModel(L.LightningModule):
         self.save_hyperparameters(config.to_dict())
         clip = load_checkpoint(config.backbone)
         self.tokenizer, self.clip_config = clip.tokenizer, clip.config
-        self.vision, self.text = clip.clip.vision_model, clip.clip.text_model  # fine-tuned, saved with this model
+        self.vision, self.text = clip.clip.vision_model.train(), clip.clip.text_model.train()  # fine-tuned, saved here
         D, Dv, Dt = config.width, self.vision.config.hidden_size, self.text.config.hidden_size
         self.from_vision, self.from_text = nn.Linear(Dv, D), nn.Linear(Dt, D)
         self.kind_embedding = nn.Parameter(torch.zeros(3, D))  # [REWARD], patch, text: which stream a token is
