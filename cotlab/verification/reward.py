@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from cotlab.harness import Recipe, load_checkpoint, warmup_cosine
+from cotlab.harness import Recipe, checkpoint_config, load_checkpoint, warmup_cosine
 from cotlab.profiles import ProfileConfig
 from cotlab.verification.data import KINDS, DataSpec, load_or_build
 
@@ -87,7 +87,11 @@ class RewardModel(L.LightningModule):
         super().__init__()
         self.config = config
         self.save_hyperparameters(config.to_dict())
-        clip = load_checkpoint(config.backbone)
+        if torch.empty(0).is_meta:  # built on the meta device (shapes only): no weights to load
+            from cotlab.clip import ShapesCLIP
+            clip = ShapesCLIP(ShapesCLIP.Config(**checkpoint_config(config.backbone)))
+        else:  # fine-tuning starts from the shipped CLIP
+            clip = load_checkpoint(config.backbone)
         self.tokenizer, self.clip_config = clip.tokenizer, clip.config
         self.vision, self.text = clip.clip.vision_model.train(), clip.clip.text_model.train()  # fine-tuned, saved here
         D, Dv, Dt = config.width, self.vision.config.hidden_size, self.text.config.hidden_size
