@@ -61,10 +61,7 @@ def compare(generator, verifiers: dict, metas: list[dict], n_samples: int = 4, N
     (strategy -> {n: overall}), ``quality`` (verifier -> final/step precision, recall, AUROC),
     ``rows`` (strategy -> judged rows), ``parm`` (pruning facts) and ``seconds``."""
     clip, orm, prm, parm = (verifiers[k] for k in ("clip", "orm", "prm", "parm"))
-    by_caption = {m["prompt"]: m for m in metas}
-    scorers = {"orm_zero_shot": search.clip_scorer(clip), "orm": search.reward_scorer(orm),
-               "prm_zero_shot": search.clip_scorer(clip), "prm": search.reward_scorer(prm),
-               "oracle": search.oracle_scorer(by_caption)}
+    step_scorers = {"prm_zero_shot": search.clip_scorer(clip), "prm": search.reward_scorer(prm)}
     scaling = tuple(n for n in scaling if n <= N)
     rows = {k: [] for k in STRATEGIES}
     curve_rows = {k: {n: [] for n in scaling} for k in STRATEGIES if k not in ("baseline", "parm++")}
@@ -142,7 +139,7 @@ def compare(generator, verifiers: dict, metas: list[dict], n_samples: int = 4, N
                 for n in sorted(set(scaling) | {N}):
                     if n != N and i % scaling_every:
                         continue
-                    found = search.step_search(generator, caption, seeds[:n], scorers[name], steps, cfg)
+                    found = search.step_search(generator, caption, seeds[:n], step_scorers[name], steps, cfg)
                     if n == N:
                         add(name, j, found.image, found.passes, found.calls)
                     if n in scaling:
