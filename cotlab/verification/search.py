@@ -71,17 +71,15 @@ def _paths(model, caption: str, seeds: list[int], steps: int, cfg: float) -> Pat
 
 
 @torch.no_grad()
-def best_of_n(model, caption: str, seeds: list[int], scorer: Scorer | None, steps: int = 8, cfg: float = 3.0
-              ) -> Search:
-    """Decode len(seeds) paths and keep the final the scorer likes best (no scorer: path 0, the baseline)."""
+def best_of_n(model, caption: str, seeds: list[int], scorer: Scorer, steps: int = 8, cfg: float = 3.0) -> Search:
+    """Decode len(seeds) paths and keep the final the scorer likes best."""
     paths = _paths(model, caption, seeds, steps, cfg)
     while not bool(paths.done().all()):
         paths.advance()
     finals = paths.images(sampled=False)  # (N, 3, H, W)
-    scores = scorer(finals, [caption] * len(seeds), torch.ones(len(seeds))) if scorer else torch.zeros(len(seeds))
+    scores = scorer(finals, [caption] * len(seeds), torch.ones(len(seeds)))
     best = int(scores.argmax())
-    return Search(finals[best], int(paths.passes.sum()), len(seeds) if scorer else 0, best,
-                  {"finals": finals, "scores": scores})
+    return Search(finals[best], int(paths.passes.sum()), len(seeds), best, {"finals": finals, "scores": scores})
 
 
 @torch.no_grad()
