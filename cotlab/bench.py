@@ -1,28 +1,58 @@
-"""Benchmarks behind the issues' numbers (``cotlab bench …``): side by side in one run, as tables and JSON.
+"""Benchmarks (``cotlab bench NAME``): what every benchmark shares, and the evaluator's own benchmark.
 
-``bench_evaluator`` measures the exact detector against the renderer's ground truth: on clean
-renders, half of them edited to fail (a missing object, a wrong count, colour or relation), and on
-the same scenes degraded the way generated images are.
-
-``bench_tokenizers`` puts every shipped tokenizer side by side on the same scenes: rate (tokens and
-bits per image), quality (PSNR, SSIM, evaluator agreement, Shapes-FD), codebook use and throughput.
-
-``bench_decoding`` puts the shipped generators side by side on the same prompts: MaskGIT decoding at
-several step counts against raster-order AR — GenEval score, forward passes and images per second.
+A benchmark compares side by side in one run, prints a table and writes its result as JSON
+(``report``). Each topic keeps its benchmarks in its house (``cotlab.tokenizers.bench``,
+``cotlab.masked_ar.bench``, ``cotlab.verification.bench``) as a ``Bench``: its options and what it
+runs; ``cotlab.registry.BENCHES`` names them for the command line, which adds ``--seed`` and
+``--json`` to every one. Here: ``report``, ``load_shipped``, ``best_time``, the shared options, and
+``bench_evaluator`` — the exact detector against the renderer's ground truth, on clean renders (half
+of them edited to fail: a missing object, a wrong count, colour or relation) and on the same scenes
+degraded the way generated images are.
 """
 from __future__ import annotations
 
+import argparse
 import time
-from dataclasses import replace
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 
 import numpy as np
-import torch
 from scipy import ndimage
 from tqdm.auto import tqdm
 
-from .geneval import detect, evaluate, truth
-from .io import atomic_write_json
-from .shapes import COLORS, TAGS, Scene, World
+from cotlab.errors import CotlabError
+from cotlab.geneval import detect, evaluate, truth
+from cotlab.harness import load_checkpoint
+from cotlab.io import atomic_write_json
+from cotlab.shapes import COLORS, TAGS, Scene, World
+
+
+@dataclass(frozen=True)
+class Bench:
+    """A benchmark as ``cotlab bench`` runs it: ``arguments`` adds its own options to its parser,
+    ``run`` runs it from the parsed arguments (with ``seed`` and ``json`` among them) and returns its
+    result; ``description`` is its ``--help``."""
+    arguments: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace], dict]
+    description: str
+
+
+def prompt_options(parser: argparse.ArgumentParser, every: int, prompts: int) -> None:
+    """The options of a benchmark that generates for the stratified benchmark prompts."""
+    parser.add_argument("--every", type=int, default=every,
+                        help=f"use every EVERY-th prompt of each tag (default: {every}, i.e. {prompts} prompts)")
+    parser.add_argument("--n-samples", type=int, default=4, help="images per prompt (default: 4)")
+    parser.add_argument("--cfg", type=float, default=3.0, help="guidance weight (default: 3)")
+
+
+def only_option(parser: argparse.ArgumentParser, what: str) -> None:
+    """``--only NAME,NAME``: benchmark only these checkpoints (names or folders); read it with ``parse_names``."""
+    parser.add_argument("--only", metavar="NAME,NAME", help=f"only these {what} (names or checkpoint folders)")
+
+
+def parse_names(only: str | None) -> list[str] | None:
+    """The names of ``--only NAME,NAME``, or None for the benchmark's default set."""
+    return [n.strip() for n in only.split(",") if n.strip()] if only else None
 
 EDITS = {"single_object": "missing", "two_object": "missing", "counting": "count",
          "colors": "colour", "position": "relation", "color_attr": "colour"}
@@ -165,9 +195,14 @@ def format_evaluator(result: dict) -> str:
     return "\n".join(lines)
 
 
-# --- tokenizers --------------------------------------------------------------------------------
-TOKENIZERS = ("vq_f8", "vq_f4", "vq_f8_plain", "dcae_f8", "dcae_f4", "dcae_f8_noshortcut",
-              "hybrid_f8", "hybrid_f8_alternating")
+def _evaluator_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--n", type=int, default=5000, help="number of scenes (default: 5000)")
+
+
+EVALUATOR = Bench(_evaluator_arguments, lambda args: bench_evaluator(args.n, args.seed, args.json),
+                  "The exact GenEval evaluator against the renderer's ground truth on N scenes (half edited to "
+                  "fail): verdict accuracy and objects recovered, on clean renders, with one degradation each "
+                  "and with all at once; images/s.")
 
 
 def best_time(fn, repeats: int = 3, sync=None) -> float:
@@ -187,39 +222,14 @@ def best_time(fn, repeats: int = 3, sync=None) -> float:
     return min(times)
 
 
-def throughput(model, images: torch.Tensor, repeats: int = 3, **options) -> dict[str, float | None]:
-    """Images per second of ``reconstruct`` and of its two halves on one batch, after a warm-up.
-
-    Encoding is ``encode_indices`` (discrete) or ``encode`` (continuous); decoding is timed as
-    reconstruct − encode, since ``reconstruct`` is encode then decode. Each time is the best of
-    ``repeats`` (the least disturbed by other work on the machine). Without an encode method only
-    reconstruct is timed.
-    """
-    from .tokenizers.metrics import device_of
-
-    images = images.to(device_of(model))
-    encode = getattr(model, "encode_indices", None) or getattr(model, "encode", None)
-    sync = torch.cuda.synchronize if images.is_cuda else None
-    with torch.no_grad():
-        t_rec = best_time(lambda: model.reconstruct(images, **options), repeats, sync)
-        t_enc = best_time(lambda: encode(images), repeats, sync) if encode is not None else None
-    B = len(images)
-    return {"reconstruct_per_s": B / t_rec,
-            "encode_per_s": B / t_enc if t_enc else None,
-            "decode_per_s": B / (t_rec - t_enc) if t_enc and t_rec > t_enc else None}
-
-
 def load_shipped(names: list[str] | None, every: tuple[str, ...], kind: str) -> dict:
     """``{name: model}`` for the checkpoints ``names`` (each must exist: a missing one raises
     FileNotFoundError naming the command that trains it), or for every shipped one of ``every``
     (missing ones skipped with a note)."""
-    from . import harness
-    from .errors import CotlabError
-
     models = {}
     for name in names or every:
         try:
-            models[name] = harness.load_checkpoint(name)
+            models[name] = load_checkpoint(name)
         except FileNotFoundError as e:
             if names:
                 raise
@@ -228,230 +238,3 @@ def load_shipped(names: list[str] | None, every: tuple[str, ...], kind: str) -> 
         raise CotlabError(f"no {kind} checkpoint is shipped: train one with cotlab train NAME --profile cpu "
                           f"--ship (NAME one of {', '.join(every)})")
     return models
-
-
-def bench_tokenizers(names: list[str] | None = None, n: int = 500, seed: int = 0,
-                     json_path: str | None = None, world: World = World(), batch_size: int = 256) -> dict:
-    """Every shipped tokenizer side by side (``compare_tokenizers``). Named tokenizers must have
-    checkpoints; without ``names``, the missing ones are skipped with a note."""
-    from .errors import CotlabError
-    from .registry import RECIPES
-
-    unknown = [name for name in names or () if name not in RECIPES and "/" not in name]
-    if unknown:
-        raise CotlabError(f"unknown tokenizer {unknown[0]!r}: choose from {', '.join(TOKENIZERS)}, "
-                          "or give a checkpoint folder")
-    models = load_shipped(names, TOKENIZERS, "tokenizer")
-    return compare_tokenizers(models, n, seed, json_path, world, batch_size)
-
-
-def compare_tokenizers(models: dict, n: int = 500, seed: int = 0, json_path: str | None = None,
-                       world: World = World(), batch_size: int = 256) -> dict:
-    """Tokenizers ``{name: model}`` side by side on the same ``n`` scenes: tokens and bits per image,
-    PSNR, SSIM, evaluator agreement, Shapes-FD, codebook usage and perplexity, and encode/decode
-    throughput on one batch of ``batch_size``. A hybrid gives two rows, discrete-only and
-    discrete+residual. Printed as a table, returned as ``{"rows": [...], ...}``, and written to
-    ``json_path`` if given."""
-    from . import harness
-    from .shapes import make_batch
-    from .tokenizers.metrics import evaluate_tokenizer, variants
-
-    try:
-        classifier = harness.load_checkpoint("shapes_classifier")
-        accuracy = harness.checkpoint_card("shapes_classifier")["metrics"].get("cell_accuracy")
-    except FileNotFoundError as e:
-        classifier, accuracy = None, None
-        print(f"no Shapes-FD: {e}")
-    images = make_batch(world, np.random.default_rng(seed + 1), batch_size)["image"]  # for timing
-    rows = []
-    for name, model in tqdm(models.items(), desc="tokenizer bench", mininterval=2):
-        for label, options in variants(model).items():
-            metrics = evaluate_tokenizer(model, n, seed, world, classifier, **options)
-            rows.append({"tokenizer": f"{name} ({label})" if label else name, "checkpoint": name,
-                         **options, **metrics, **throughput(model, images, **options)})
-    result = {"n": n, "seed": seed, "timing_batch": batch_size,
-              "shapes_fd_classifier": None if classifier is None else
-              {"checkpoint": "shapes_classifier", "cell_accuracy": accuracy},
-              "rows": rows}
-    return report(result, format_tokenizers, json_path)
-
-
-def format_tokenizers(result: dict) -> str:
-    def cell(row, key, fmt):
-        value = row.get(key)
-        return "—" if value is None else format(value, fmt)
-
-    columns = [("tokens", "tokens_per_image", "d"), ("bits", "bits_per_image", ".0f"),
-               ("PSNR dB", "psnr", ".2f"), ("SSIM", "ssim", ".4f"), ("agreement", "agreement", ".3f"),
-               ("Shapes-FD", "shapes_fd", ".4f"), ("usage", "usage", ".2f"),
-               ("perplexity", "perplexity", ".1f"), ("encode img/s", "encode_per_s", ".0f"),
-               ("decode img/s", "decode_per_s", ".0f")]
-    lines = ["| tokenizer | " + " | ".join(c[0] for c in columns) + " |",
-             "|---|" + "---|" * len(columns)]
-    lines += [f"| {r['tokenizer']} | " + " | ".join(cell(r, key, fmt) for _, key, fmt in columns) + " |"
-              for r in result["rows"]]
-    by_checkpoint = {}
-    for r in result["rows"]:
-        if "residual" in r:
-            by_checkpoint.setdefault(r["checkpoint"], {})[r["residual"]] = r
-    for name, pair in by_checkpoint.items():
-        if len(pair) == 2:
-            d, c = pair[False], pair[True]
-            lines.append(f"\n{name}: the residual adds {c['psnr'] - d['psnr']:+.2f} dB PSNR; "
-                         f"agreement {d['agreement']:.3f} → {c['agreement']:.3f}; "
-                         f"bits ×{c['bits_per_image'] / d['bits_per_image']:.1f}")
-    fd = result["shapes_fd_classifier"]
-    accuracy = "?" if fd is None or fd["cell_accuracy"] is None else f"{fd['cell_accuracy']:.4f}"
-    lines.append(f"\n{result['n']} scenes (seed {result['seed']}); throughput on one batch of "
-                 f"{result['timing_batch']}, decode = reconstruct − encode. "
-                 + ("Shapes-FD: not computed (no shapes_classifier checkpoint)." if fd is None else
-                    f"Shapes-FD in the features of shapes_classifier (cell accuracy {accuracy}); "
-                    "not comparable to Inception FID."))
-    return "\n".join(lines)
-
-
-# --- decoding ----------------------------------------------------------------------------------
-GENERATORS = ("maskgit", "raster_ar", "maskgit_f4", "raster_ar_f4")
-
-
-def bench_decoding(names: list[str] | None = None, steps: tuple[int, ...] = (4, 8, 16), every: int = 4,
-                   n_samples: int = 4, cfg: float = 3.0, seed: int = 0, json_path: str | None = None) -> dict:
-    """``compare_decoding`` of the shipped generators (named ones must exist; without ``names``, the
-    missing ones of ``GENERATORS`` are skipped with a note)."""
-    return compare_decoding(load_shipped(names, GENERATORS, "generator"), steps, every, n_samples, cfg, seed,
-                            json_path)
-
-
-def compare_decoding(models: dict, steps: tuple[int, ...] = (4, 8, 16), every: int = 4, n_samples: int = 4,
-                     cfg: float = 3.0, seed: int = 0, json_path: str | None = None) -> dict:
-    """Generators ``{name: model}`` on every ``every``-th benchmark prompt (stratified by tag),
-    ``n_samples`` each: a masked model once per step count in ``steps`` (at most its N tokens), a
-    raster one once (N steps). Rows: GenEval overall and per tag, transformer forward passes per
-    image, images/s. Printed as a table, returned, and written to ``json_path`` if given."""
-    from .generate import evaluate_generator
-
-    metas = stratified_prompts(every)
-    rows = []
-    for name, model in models.items():
-        plans = [s for s in steps if s <= model.num_tokens] if model.config.order == "masked" else [None]
-        for k in plans:
-            options = {"cfg": cfg, **({"steps": k} if k else {})}
-            start = time.perf_counter()
-            summary = evaluate_generator(model, metas, n_samples, seed, progress=False, **options)
-            seconds = time.perf_counter() - start
-            rows.append({"generator": name, "order": model.config.order, "tokens": model.num_tokens,
-                         "steps": k or model.num_tokens, "overall": summary["overall"], "tags": summary["tags"],
-                         "forward_passes": summary["forward_passes"],
-                         "images_per_s": len(metas) * n_samples / seconds})
-    result = {"prompts": len(metas), "n_samples": n_samples, "cfg": cfg, "seed": seed, "rows": rows}
-    return report(result, format_decoding, json_path)
-
-
-def format_decoding(result: dict) -> str:
-    lines = ["| generator | order | tokens | steps | overall | " + " | ".join(TAGS) +
-             " | forward passes / image | images/s (incl. judging) |",
-             "|---|---|---|---|---|" + "---|" * len(TAGS) + "---|---|"]
-    for r in result["rows"]:
-        lines.append(f"| {r['generator']} | {r['order']} | {r['tokens']} | {r['steps']} | {r['overall']:.3f} | "
-                     + " | ".join(f"{r['tags'].get(t, float('nan')):.2f}" for t in TAGS)
-                     + f" | {r['forward_passes']} | {r['images_per_s']:.0f} |")
-    by_tokens: dict[int, dict] = {}
-    for r in result["rows"]:
-        by_tokens.setdefault(r["tokens"], {}).setdefault(r["order"], []).append(r)
-    for N, orders in sorted(by_tokens.items()):
-        if "masked" in orders and "raster" in orders:
-            raster = orders["raster"][0]
-            for m in orders["masked"]:
-                lines.append(f"{N} tokens, masked in {m['steps']} steps vs raster: overall "
-                             f"{m['overall'] - raster['overall']:+.3f}, "
-                             f"{raster['forward_passes'] / m['forward_passes']:.1f}× fewer forward passes")
-    lines.append(f"\n{result['prompts']} prompts (every tag) × {result['n_samples']} samples, cfg {result['cfg']}, "
-                 f"seed {result['seed']}.")
-    return "\n".join(lines)
-
-
-# --- the hybrid residual (DC-AR) -----------------------------------------------------------------
-def stratified_prompts(every: int) -> list[dict]:
-    """Every ``every``-th benchmark prompt of each tag (every tag keeps its share)."""
-    from .geneval import benchmark_prompts
-
-    prompts = benchmark_prompts()
-    return [m for tag in TAGS for m in [m for m in prompts if m["tag"] == tag][::every]]
-
-
-def bench_hybrid(head: str = "dcar_head", every: int = 2, n_samples: int = 4, steps: int = 8, cfg: float = 3.0,
-                 seed: int = 0, json_path: str | None = None) -> dict:
-    """DC-AR's residual head against the discrete tokens alone (``dcar.compare_residual``) on the
-    stratified benchmark prompts: GenEval overall, Shapes-FD, PSNR to the nearest render, time."""
-    from .masked_ar.dcar import compare_residual
-
-    model = load_shipped([head], (head,), "residual head")[head]
-    result = {"head": head, **compare_residual(model, stratified_prompts(every), n_samples, seed, steps, cfg)}
-    return report(result, format_hybrid, json_path)
-
-
-def format_hybrid(result: dict) -> str:
-    lines = ["| variant | GenEval overall | Shapes-FD ↓ | PSNR to nearest render ↑ | s / image |",
-             "|---|---|---|---|---|"]
-    for r in result["rows"]:
-        lines.append(f"| {r['variant']} | {r['overall']:.3f} | {r['shapes_fd']:.3f} | "
-                     f"{r['psnr_to_nearest_render']:.2f} dB | {r['seconds_per_image'] * 1e3:.1f} ms |")
-    lines.append(f"\nthe residual costs {result['extra_time']:+.1%} time; "
-                 f"{result['prompts']} prompts × {result['n_samples']} samples, {result['steps']} steps, "
-                 f"cfg {result['cfg']}, seed {result['seed']}.")
-    return "\n".join(lines)
-
-
-# --- verification (notebook 06) ------------------------------------------------------------------
-def bench_verification(generator: str = "maskgit", every: int = 4, n_samples: int = 4, candidates: int = 20,
-                       scaling_every: int = 3, steps: int = 8, cfg: float = 3.0, seed: int = 0,
-                       json_path: str | None = None) -> dict:
-    """Every verification strategy of ``verification.evaluate.compare`` on the stratified benchmark
-    prompts: the paper's table with its numbers beside ours, the cost, scaling with N, and each
-    verifier's precision/recall/AUROC against the exact evaluator."""
-    from .verification.evaluate import compare
-
-    model = load_shipped([generator], (generator,), "generator")[generator]
-    verifiers = load_shipped(["clip", "orm", "prm", "parm"], ("clip", "orm", "prm", "parm"), "verifier")
-    result = compare(model, verifiers, stratified_prompts(every), n_samples=n_samples, N=candidates,
-                     scaling_every=scaling_every, steps=steps, cfg=cfg, seed=seed)
-    result = {"generator": generator, **{k: v for k, v in result.items() if k != "rows"}}
-    return report(result, format_verification, json_path)
-
-
-def format_verification(result: dict) -> str:
-    from .verification.evaluate import STRATEGIES
-
-    tags = list(TAGS)
-    short = {"single_object": "single", "two_object": "two", "counting": "count", "colors": "colors",
-             "position": "position", "color_attr": "attr"}
-    head = " | ".join(short[t] for t in tags)
-    lines = [f"| strategy | {head} | **overall** | paper overall | passes / image | verifier calls / image |",
-             "|---|" + "---|" * (len(tags) + 4)]
-    for name, row in result["table"].items():
-        paper = result["paper"].get(name, {}).get("overall")
-        lines.append(f"| {STRATEGIES[name]} | " + " | ".join(f"{row.get(t, float('nan')):.3f}" for t in tags)
-                     + f" | **{row['overall']:.3f}** | {'' if paper is None else f'{paper:.2f}'} | "
-                     f"{row['passes']:.0f} | {row['calls']:.1f} |")
-    lines += ["", "The paper's numbers (Show-o on GenEval, best of 20; arXiv 2501.13926 Tables 1 and 5):", "",
-              f"| strategy | {head} | overall |", "|---|" + "---|" * (len(tags) + 1)]
-    for name, row in result["paper"].items():
-        lines.append(f"| {STRATEGIES[name]} | " + " | ".join(f"{row[t]:.2f}" for t in tags) + f" | {row['overall']:.2f} |")
-    ns = sorted({int(n) for curve in result["scaling"].values() for n in curve})
-    lines += ["", "| N | " + " | ".join(str(n) for n in ns) + " |", "|---|" + "---|" * len(ns)]
-    for name, curve in result["scaling"].items():
-        curve = {int(n): v for n, v in curve.items()}
-        lines.append(f"| {STRATEGIES[name]} | " + " | ".join(f"{curve[n]:.3f}" if n in curve else "" for n in ns) + " |")
-    lines += ["", "| verifier | on | precision | recall | AUROC | positives |", "|---|---|---|---|---|---|"]
-    for name, by_kind in result["quality"].items():
-        for kind, q in by_kind.items():
-            lines.append(f"| {name} | {kind} images | {q['precision']:.3f} | {q['recall']:.3f} | {q['auroc']:.3f} | "
-                         f"{q['positives']:.2f} |")
-    s, p = result["settings"], result["parm"]
-    searches = s["prompts"] * s["n_samples"]
-    lines.append(f"\nPARM kept {p['mean_kept']:.1f} of {s['N']} paths on average (it pruned every path in "
-                 f"{p['none_kept']} of {searches} searches, which then finish the most promising one) "
-                 f"and ran {p['steps_run_share']:.0%} of their steps. {s['prompts']} prompts × {s['n_samples']} "
-                 f"samples, N = {s['N']}, {s['steps']} steps, cfg {s['cfg']}, seed {s['seed']}; the step-level "
-                 f"searches' curves on one prompt in {s['scaling_every']}; {result['seconds'] / 60:.1f} min.")
-    return "\n".join(lines)

@@ -1,6 +1,7 @@
 """The ``cotlab`` command: run the workbook, train models, score images, benchmark.
 
-Each subcommand imports its heavy modules only when it runs, so ``cotlab --help`` is instant.
+Each subcommand imports its heavy modules only when it runs, so ``cotlab --help`` is instant; the
+benchmarks come from ``cotlab.registry.BENCHES``, each with its options in its topic's house.
 Errors that name their fix (bad profile, missing checkpoint, unknown model …) print one line and exit 2.
 """
 
@@ -14,6 +15,7 @@ from collections.abc import Sequence
 from cotlab import __version__
 from cotlab.errors import CotlabError
 from cotlab.profiles import PROFILES
+from cotlab.registry import BENCHES, get_bench
 
 PROFILE_HELP = "smoke (CI, seconds), cpu (real results on a laptop) or gpu; default: $COTLAB_PROFILE, else cpu"
 
@@ -47,8 +49,9 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _generate(args: argparse.Namespace) -> int:
-    from cotlab.generate import generate_folder, load_generator
+    from cotlab.generate import generate_folder
     from cotlab.geneval import load_metadata
+    from cotlab.sampling import load_generator
 
     metas = load_metadata(args.metadata)  # a malformed file fails here, before any model loads
     model = load_generator(args.model)
@@ -67,62 +70,10 @@ def _geneval_score(args: argparse.Namespace) -> int:
     return 0
 
 
-def _bench_evaluator(args: argparse.Namespace) -> int:
-    from cotlab.bench import bench_evaluator
-
-    options = {"n": args.n, "seed": args.seed}  # unset ones keep bench_evaluator's defaults
-    bench_evaluator(**{k: v for k, v in options.items() if v is not None}, json_path=args.json)
-    return 0
-
-
-def _bench_tokenizers(args: argparse.Namespace) -> int:
-    from cotlab.bench import bench_tokenizers
-
-    names = [n.strip() for n in args.only.split(",") if n.strip()] if args.only else None
-    options = {"n": args.n, "seed": args.seed}  # unset ones keep bench_tokenizers' defaults
-    bench_tokenizers(names, **{k: v for k, v in options.items() if v is not None}, json_path=args.json)
-    return 0
-
-
-def _bench_decoding(args: argparse.Namespace) -> int:
-    from cotlab.bench import bench_decoding
-
-    names = [n.strip() for n in args.only.split(",") if n.strip()] if args.only else None
-    steps = tuple(int(k) for k in args.steps.split(","))
-    bench_decoding(names, steps=steps, every=args.every, n_samples=args.n_samples, cfg=args.cfg,
-                   seed=args.seed, json_path=args.json)
-    return 0
-
-
-def _bench_hybrid(args: argparse.Namespace) -> int:
-    from cotlab.bench import bench_hybrid
-
-    bench_hybrid(args.head, every=args.every, n_samples=args.n_samples, steps=args.steps, cfg=args.cfg,
-                 seed=args.seed, json_path=args.json)
-    return 0
-
-
-def _bench_verification(args: argparse.Namespace) -> int:
-    from cotlab.bench import bench_verification
-
-    bench_verification(args.generator, every=args.every, n_samples=args.n_samples, candidates=args.candidates,
-                       scaling_every=args.scaling_every, steps=args.steps, cfg=args.cfg, seed=args.seed,
-                       json_path=args.json)
-    return 0
-
-
-def _benchmark_prompt_options(parser: argparse.ArgumentParser, every: int, prompts: int) -> None:
-    """The options of a benchmark that generates for the stratified benchmark prompts."""
-    parser.add_argument("--every", type=int, default=every,
-                        help=f"use every EVERY-th prompt of each tag (default: {every}, i.e. {prompts} prompts)")
-    parser.add_argument("--n-samples", type=int, default=4, help="images per prompt (default: 4)")
-    parser.add_argument("--cfg", type=float, default=3.0, help="guidance weight (default: 3)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
-    parser.add_argument("--json", metavar="FILE", help="also write the results to FILE as JSON")
-
-
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of ``cotlab`` and its subcommands."""
+def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
+    """The argument parser of ``cotlab`` and its subcommands. A benchmark's options and the list of
+    verifiers are imported only when ``argv`` asks for that command, so ``cotlab --help`` is instant."""
+    argv = list(argv)
     parser = argparse.ArgumentParser(
         prog="cotlab",
         description="cotlab: a workbook for modern image generation on the Shapes world. "
@@ -181,15 +132,17 @@ def build_parser() -> argparse.ArgumentParser:
                           help="prompts, e.g. data/geneval_shapes/evaluation_metadata.jsonl")
     generate.add_argument("--outdir", required=True, metavar="DIR", help="where the images go")
     generate.add_argument("--n-samples", type=int, default=4, help="images per prompt (default: 4)")
-    generate.add_argument("--steps", type=int, help="decoding steps of a masked model (default: 8)")
+    generate.add_argument("--steps", type=int, help="decoding steps of a masked model (default: 8; a raster one takes one per token)")
     generate.add_argument("--cfg", type=float, default=3.0, help="classifier-free guidance weight (default: 3)")
     generate.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     generate.add_argument("--save-process", action="store_true",
                           help="also save every decoding step's image under OUTDIR/00000/process/")
-    generate.add_argument("--verifier", choices=["clip", "orm", "clip-prm", "prm", "parm", "parm++", "oracle"],
-                          help="choose each image among --candidates paths: best-of-N by CLIPScore (clip), the "
-                               "ORM (orm) or the exact evaluator (oracle); step-level search by CLIPScore "
-                               "(clip-prm) or the PRM (prm); PARM with pruning (parm); PARM and reflection (parm++)")
+    if argv[:1] == ["generate"]:
+        from cotlab.verification.search import VERIFIERS
+
+        generate.add_argument("--verifier", choices=list(VERIFIERS),
+                              help="choose each image among --candidates paths: "
+                                   + "; ".join(f"{name}: {v.description}" for name, v in VERIFIERS.items()))
     generate.add_argument("--candidates", type=int, default=20, help="paths per image with --verifier (default: 20)")
     generate.set_defaults(handler=_generate)
 
@@ -208,69 +161,31 @@ def build_parser() -> argparse.ArgumentParser:
 
     bench = commands.add_parser("bench", help="speed and accuracy benchmarks (tables and JSON)",
                                 description="Benchmarks that compare side by side in one run.")
-    bench_commands = bench.add_subparsers(dest="bench_command", required=True, metavar="COMMAND")
-    evaluator = bench_commands.add_parser(
-        "evaluator", help="the GenEval evaluator's speed and accuracy",
-        description="Benchmark the Shapes-world GenEval evaluator on N rendered scenes.",
-    )
-    evaluator.add_argument("--n", type=int, help="number of scenes (default: the benchmark's own)")
-    evaluator.add_argument("--seed", type=int, help="random seed (default: the benchmark's own)")
-    evaluator.add_argument("--json", metavar="FILE", help="also write the results to FILE as JSON")
-    evaluator.set_defaults(handler=_bench_evaluator)
-    tokenizers = bench_commands.add_parser(
-        "tokenizers", help="the shipped tokenizers side by side: rate, quality, codebook use, speed",
-        description="Benchmark every shipped tokenizer checkpoint on the same N scenes: tokens and bits "
-                    "per image, PSNR, SSIM, evaluator agreement, Shapes-FD, codebook usage and "
-                    "perplexity, encode and decode images/s. A hybrid gives a discrete-only and a "
-                    "discrete+residual row. Missing checkpoints are skipped with a note, unless named "
-                    "with --only.",
-    )
-    tokenizers.add_argument("--n", type=int, help="number of scenes (default: the benchmark's own)")
-    tokenizers.add_argument("--seed", type=int, help="random seed (default: the benchmark's own)")
-    tokenizers.add_argument("--only", metavar="NAME,NAME",
-                            help="benchmark only these checkpoints, e.g. --only vq_f8,hybrid_f8")
-    tokenizers.add_argument("--json", metavar="FILE", help="also write the results to FILE as JSON")
-    tokenizers.set_defaults(handler=_bench_tokenizers)
-    decoding = bench_commands.add_parser(
-        "decoding", help="masked decoding in K steps against raster AR: score, forward passes, speed",
-        description="Every shipped generator (maskgit, raster_ar, maskgit_f4, raster_ar_f4) on the same "
-                    "stratified benchmark prompts: a masked model at each step count, a raster one token "
-                    "by token. Prints GenEval overall and per tag, forward passes per image and images/s.",
-    )
-    decoding.add_argument("--only", metavar="NAME,NAME", help="only these generators (names or folders)")
-    decoding.add_argument("--steps", default="4,8,16", help="step counts for masked models (default: 4,8,16)")
-    _benchmark_prompt_options(decoding, every=4, prompts=139)
-    decoding.set_defaults(handler=_bench_decoding)
-    hybrid = bench_commands.add_parser(
-        "hybrid", help="DC-AR: the hybrid's residual head against its discrete tokens alone",
-        description="Generate with maskgit_hybrid on stratified benchmark prompts and decode the same "
-                    "tokens twice, discrete only and with the residual head's continuous residual. Prints "
-                    "GenEval overall, Shapes-FD, PSNR to the nearest render and seconds per image.",
-    )
-    hybrid.add_argument("--head", default="dcar_head", help="the residual head checkpoint (default: dcar_head)")
-    hybrid.add_argument("--steps", type=int, default=8, help="MaskGIT decoding steps (default: 8)")
-    _benchmark_prompt_options(hybrid, every=2, prompts=277)
-    hybrid.set_defaults(handler=_bench_hybrid)
-    verification = bench_commands.add_parser(
-        "verification", help="ORM, PRM, PARM, PARM++ and the oracle: GenEval, cost, scaling, verifier quality",
-        description="The paper's comparison (arXiv 2501.13926) on stratified benchmark prompts: each "
-                    "strategy chooses among the same N candidate paths per image; prints the table with the "
-                    "paper's numbers beside it, forward passes and verifier calls per image, overall against "
-                    "N, and each verifier's precision, recall and AUROC against the exact evaluator.",
-    )
-    verification.add_argument("--generator", default="maskgit", help="a masked generator (default: maskgit)")
-    verification.add_argument("--candidates", type=int, default=20, help="N, paths per image (default: 20)")
-    verification.add_argument("--steps", type=int, default=8, help="MaskGIT decoding steps (default: 8)")
-    verification.add_argument("--scaling-every", type=int, default=3,
-                              help="run the step-level searches at every N on every k-th prompt (default: 3)")
-    _benchmark_prompt_options(verification, every=4, prompts=139)
-    verification.set_defaults(handler=_bench_verification)
+    bench_commands = bench.add_subparsers(dest="bench_command", required=True, metavar="BENCH")
+    for name, (_, help) in BENCHES.items():
+        sub = bench_commands.add_parser(name, help=help, description=help)
+        if argv[:2] == ["bench", name]:  # only the benchmark asked for is imported
+            _bench_arguments(sub, get_bench(name))
     return parser
+
+
+def _bench_arguments(parser: argparse.ArgumentParser, bench) -> None:
+    """A benchmark's own options, then the two every benchmark has."""
+    parser.description = bench.description
+    bench.arguments(parser)
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    parser.add_argument("--json", metavar="FILE", help="also write the results to FILE as JSON")
+
+    def handler(args: argparse.Namespace) -> int:
+        bench.run(args)
+        return 0
+    parser.set_defaults(handler=handler)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``cotlab`` command; returns the exit code."""
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = build_parser(argv).parse_args(argv)
     try:
         return args.handler(args)
     except (CotlabError, ValueError, FileNotFoundError) as e:

@@ -29,7 +29,6 @@ import math
 from dataclasses import dataclass
 from typing import ClassVar
 
-import lightning as L
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -37,7 +36,7 @@ from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processor
 from transformers import CLIPConfig, CLIPModel, PreTrainedTokenizerFast
 
 from cotlab import geneval
-from cotlab.harness import Recipe, warmup_cosine
+from cotlab.harness import Model, Recipe
 from cotlab.profiles import ProfileConfig
 from cotlab.shapes import TAGS, World, all_prompts, counterfactual, to_tensor
 
@@ -114,15 +113,15 @@ def clip_config(config: ShapesCLIPConfig, tokenizer: PreTrainedTokenizerFast) ->
     return CLIPConfig(text_config=text, vision_config=vision, projection_dim=config.width)
 
 
-class ShapesCLIP(L.LightningModule):
+class ShapesCLIP(Model):
     """A small CLIP trained from scratch on Shapes captions (symmetric InfoNCE)."""
 
     Config = ShapesCLIPConfig
+    PROGRESS = ("acc",)
+    BETAS = (0.9, 0.98)  # CLIP's β₂; AdamW with a linear warm-up, then a cosine decay to zero
 
     def __init__(self, config: ShapesCLIPConfig):
-        super().__init__()
-        self.config = config
-        self.save_hyperparameters(config.to_dict())
+        super().__init__(config)
         self.tokenizer = build_tokenizer(config.max_length)
         self.clip = CLIPModel(clip_config(config, self.tokenizer))
 
@@ -190,28 +189,16 @@ class ShapesCLIP(L.LightningModule):
         accuracy = (label[logits.argmax(1)] == label).float().mean()
         return loss, accuracy
 
-    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+    def loss(self, batch: dict) -> tuple[torch.Tensor, dict]:
+        """``contrastive_loss`` of the batch's images and captions; logs accuracy and the temperature e^t."""
         loss, accuracy = self.contrastive_loss(batch["image"], batch["caption"])
-        B = len(batch["caption"])
-        self.log("train_loss", loss, prog_bar=True, batch_size=B)
-        self.log("train_acc", accuracy, prog_bar=True, batch_size=B)
-        self.log("temperature", self.clip.logit_scale.exp(), batch_size=B)
-        return loss
+        return loss, {"acc": accuracy, "temperature": self.clip.logit_scale.exp()}
 
-    def validation_step(self, batch: dict, batch_idx: int) -> None:
-        loss, accuracy = self.contrastive_loss(batch["image"], batch["caption"])
-        B = len(batch["caption"])
-        self.log("val_loss", loss, prog_bar=True, batch_size=B, sync_dist=True)
-        self.log("val_acc", accuracy, prog_bar=True, batch_size=B, sync_dist=True)
-
-    def configure_optimizers(self):
-        """AdamW, weight decay on matrices only; linear warmup, then cosine decay to zero."""
+    def parameter_groups(self) -> list[dict]:
+        """Weight decay on matrices only (not on biases, norms or the temperature)."""
         params = [p for p in self.parameters() if p.requires_grad]
-        groups = [{"params": [p for p in params if p.ndim >= 2], "weight_decay": self.config.weight_decay},
-                  {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0}]
-        optimizer = torch.optim.AdamW(groups, lr=self.config.lr, betas=(0.9, 0.98))
-        scheduler = warmup_cosine(optimizer, self.config.warmup_steps, self.config.max_steps)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        return [{"params": [p for p in params if p.ndim >= 2], "weight_decay": self.config.weight_decay},
+                {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0}]
 
 
 # --- evaluation --------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -370,6 +370,12 @@ def benchmark_prompts(heldout: bool = False) -> list[dict]:
     return load_metadata(BENCHMARK / name)
 
 
+def stratified_prompts(every: int) -> list[dict]:
+    """Every ``every``-th benchmark prompt of each tag, tag after tag (every tag keeps its share)."""
+    prompts = benchmark_prompts()
+    return [m for tag in TAGS for m in [m for m in prompts if m["tag"] == tag][::every]]
+
+
 # --- GenEval's folder layout -------------------------------------------------------------------
 def write_prompt_folder(outdir: str | Path, index: int, meta: dict, images: list[np.ndarray]) -> Path:
     """Write ``OUTDIR/00000/metadata.jsonl`` and ``samples/0000.png …`` as GenEval lays them out."""
@@ -393,9 +399,9 @@ def read_image(path: Path, world: World) -> np.ndarray:
             raise CotlabError(f"{path} is a {im.mode} image: save samples as RGB PNGs "
                               f"(image.convert('RGB'))")
         if im.size != (world.image_size, world.image_size):
-            raise CotlabError(f"{path} is {im.size[0]}x{im.size[1]} but the world draws "
-                              f"{world.image_size}x{world.image_size}: pass --image-size "
-                              f"{im.size[0]} if that is the size you generate at")
+            size = world.image_size
+            raise CotlabError(f"{path} is {im.size[0]}x{im.size[1]} but the world draws {size}x{size}: save "
+                              f"samples at {size}x{size} (e.g. image.resize(({size}, {size})))")
         return np.asarray(im).copy()
 
 
@@ -456,6 +462,3 @@ def format_summary(summary: dict) -> str:
                  f"prompts with any image correct: {summary['any_correct']:.3f}")
     return "\n".join(lines)
 
-
-def detections_to_json(detections: list[Detection]) -> list[dict]:
-    return [asdict(d) for d in detections]

@@ -2,9 +2,12 @@
 
 - ``make_trainer`` builds every ``lightning.Trainer`` of the workbook from the profile;
   ``seed_everything`` seeds Python, NumPy and torch (and dataloader workers).
+- ``Model`` is the LightningModule every workbook model builds on: its config dataclass (named by the
+  class as ``Config``, kept as ``self.config``, with ``max_steps`` and optionally ``max_minutes``), its
+  ``loss(batch)``, the logging loop, AdamW with a warm-up and cosine decay, and the checkpoints it uses
+  frozen (``frozen(field)``: a tokenizer, a text encoder, a generator), loaded by one helper.
 - A model module declares how it trains as ``RECIPE = Recipe(...)``; ``train(name, profile)`` runs it
-  (``cotlab train NAME``). Its LightningModule takes its config dataclass in ``__init__``, keeps it as
-  ``self.config`` (with ``max_steps`` and optionally ``max_minutes``) and names the class as ``Config``.
+  (``cotlab train NAME``).
 - A checkpoint is a folder: ``model.safetensors`` (the state dict), ``config.json`` (class and config),
   ``MODEL_CARD.md`` and ``card.json`` (how it was trained: command, commit, time, steps, metrics).
   Shipped ones live in ``data/checkpoints/NAME``.
@@ -24,7 +27,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta, timezone
 from importlib import import_module
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import lightning as L
 import torch
@@ -123,6 +126,72 @@ def logged_history(trainer: L.Trainer) -> dict[str, list[tuple[int, float]]]:
                 if key not in ("step", "epoch") and value not in ("", None):
                     history.setdefault(key, []).append((int(row["step"]), float(value)))
     return history
+
+
+class Model(L.LightningModule):
+    """The shape every workbook model shares.
+
+    A subclass names its config dataclass as ``Config`` and defines ``loss(batch) -> (loss, logs)``;
+    training logs ``train_loss`` and ``train_<name>`` for every entry of ``logs`` (validation the same
+    with ``val_``), on the progress bar for the names in ``PROGRESS``. The optimiser is AdamW over
+    ``parameter_groups()`` with the config's ``lr`` and ``weight_decay`` (default 0), stepped with
+    ``warmup_cosine`` over its ``warmup_steps`` (default 0) and ``max_steps``.
+    """
+
+    Config: ClassVar[type]
+    PROGRESS: ClassVar[tuple[str, ...]] = ()  # logged names also shown on the progress bar
+    BETAS: ClassVar[tuple[float, float]] = (0.9, 0.999)  # AdamW's β₁, β₂
+
+    def __init__(self, config):
+        super().__init__()
+        self.config = config
+        self.save_hyperparameters(config.to_dict())
+
+    def loss(self, batch: dict) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The training loss of a batch, and what else to log ``{name: value}``."""
+        raise NotImplementedError
+
+    def _log_step(self, stage: str, batch: dict) -> torch.Tensor:
+        loss, logs = self.loss(batch)
+        B = len(batch["image"]) if "image" in batch else len(next(iter(batch.values())))
+        sync = stage == "val"
+        self.log(f"{stage}_loss", loss, prog_bar=True, batch_size=B, sync_dist=sync)
+        for name, value in logs.items():
+            self.log(f"{stage}_{name}", value, prog_bar=name in self.PROGRESS, batch_size=B, sync_dist=sync)
+        return loss
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        return self._log_step("train", batch)
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        self._log_step("val", batch)
+
+    def parameter_groups(self) -> list[dict]:
+        """AdamW's parameter groups (e.g. no weight decay on embeddings); default: one group."""
+        return [{"params": list(self.parameters())}]
+
+    def configure_optimizers(self):
+        """AdamW; a linear warm-up, then a cosine decay to zero at ``max_steps``."""
+        c = self.config
+        optimizer = torch.optim.AdamW(self.parameter_groups(), lr=c.lr, weight_decay=getattr(c, "weight_decay", 0.0),
+                                      betas=self.BETAS)
+        scheduler = warmup_cosine(optimizer, getattr(c, "warmup_steps", 0), c.max_steps)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def frozen(self, field: str) -> L.LightningModule:
+        """The checkpoint named by ``self.config.<field>`` (e.g. ``"tokenizer"``), loaded on first use,
+        in eval mode without gradients, on this model's device. Not a submodule: neither trained nor
+        saved with this model. ``set_frozen`` hands one in instead, as a pipeline composes its parts."""
+        parts = self.__dict__.setdefault("_frozen_parts", {})
+        if field not in parts:
+            parts[field] = load_checkpoint(getattr(self.config, field)).requires_grad_(False)
+        if parts[field].device != self.device:
+            parts[field].to(self.device)
+        return parts[field]
+
+    def set_frozen(self, field: str, module: L.LightningModule) -> None:
+        """Use ``module`` (already loaded) as the frozen part ``field``."""
+        self.__dict__.setdefault("_frozen_parts", {})[field] = module.eval().requires_grad_(False)
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,7 @@
-"""Figures the notebooks share: image grids, training curves, bar charts of per-task scores.
+"""Figures the notebooks share: image grids, training curves, bar charts and sweeps of per-task scores.
+
+A topic's own figures live in its house (``cotlab.masked_ar.figures`` …) and end, as these do, with
+``finish``.
 
 Every function returns its ``Figure`` and, given ``save=`` a run folder, also writes it there as PNG,
 so a headless run keeps its pictures.
@@ -12,18 +15,19 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
+from cotlab.metrics import as_image
+from cotlab.shapes import TAGS
 
-def _save(fig: Figure, save: str | Path | None, name: str) -> Figure:
+
+def finish(fig: Figure, save: str | Path | None, name: str, title: str | None = None) -> Figure:
+    """Every figure's epilogue: the title (if any), a tight layout, and — given ``save``, a run
+    folder — the figure written there as ``name.png``."""
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
     if save is not None:
         fig.savefig(Path(save) / f"{name}.png", dpi=120, bbox_inches="tight")
     return fig
-
-
-def as_image(x) -> np.ndarray:
-    """(3, H, W) float in [0, 1] or (H, W, 3) uint8 -> (H, W, 3) for imshow."""
-    if isinstance(x, torch.Tensor):
-        x = x.detach().cpu().float().clamp(0, 1).permute(1, 2, 0).numpy()
-    return x
 
 
 def image_grid(images, titles=None, ncols: int = 8, size: float = 1.6, save=None,
@@ -39,10 +43,7 @@ def image_grid(images, titles=None, ncols: int = 8, size: float = 1.6, save=None
             ax.imshow(as_image(images[i]), interpolation="nearest")
             if titles is not None:
                 ax.set_title(_wrap(titles[i]), fontsize=7)
-    if suptitle:
-        fig.suptitle(suptitle)
-    fig.tight_layout()
-    return _save(fig, save, name)
+    return finish(fig, save, name, suptitle)
 
 
 def _wrap(text: str, width: int = 24) -> str:
@@ -68,10 +69,7 @@ def curves(history: dict[str, list[tuple[int, float]]], save=None, name: str = "
         ax.set_xlabel("step")
         ax.set_title(key)
         ax.grid(alpha=0.3)
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    return _save(fig, save, name)
+    return finish(fig, save, name, title)
 
 
 def compare_curves(runs: dict[str, dict[str, list[tuple[int, float]]]], keys: list[str], save=None,
@@ -90,10 +88,7 @@ def compare_curves(runs: dict[str, dict[str, list[tuple[int, float]]]], keys: li
         ax.set(xlabel="step", title=key)
         ax.grid(alpha=0.3)
     axes.flat[0].legend(fontsize=8)
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    return _save(fig, save, name)
+    return finish(fig, save, name, title)
 
 
 def task_bars(scores: dict[str, dict[str, float]], save=None, name: str = "tasks",
@@ -114,8 +109,7 @@ def task_bars(scores: dict[str, dict[str, float]], save=None, name: str = "tasks
         ax.legend(fontsize=8)
     if title:
         ax.set_title(title)
-    fig.tight_layout()
-    return _save(fig, save, name)
+    return finish(fig, save, name)
 
 
 def image_rows(rows: dict[str, torch.Tensor], marks: dict[str, list[bool]] | None = None, size: float = 1.2,
@@ -135,10 +129,7 @@ def image_rows(rows: dict[str, torch.Tensor], marks: dict[str, list[bool]] | Non
                 ax.text(0.04, 0.96, "✓" if ok else "✗", transform=ax.transAxes, ha="left", va="top",
                         fontsize=9, color="tab:green" if ok else "tab:red", fontweight="bold")
         axes[i, 0].set_ylabel(label, rotation=0, ha="right", va="center", fontsize=8)
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    return _save(fig, save, name)
+    return finish(fig, save, name, title)
 
 
 def rate_quality(rows: list[dict], save=None, name: str = "rate_quality", title: str | None = None) -> Figure:
@@ -158,55 +149,13 @@ def rate_quality(rows: list[dict], save=None, name: str = "rate_quality", title:
             ax.grid(alpha=0.3)
     axes[1, 0].set_ylim(top=1.02)
     axes[1, 1].set_ylim(top=1.02)
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    return _save(fig, save, name)
-
-
-MASK_STATES = ("masked", "committed before", "committed now")
-MASK_COLORS = ("#202024", "#9a9aa0", "#ff9f1c")
-
-
-def mask_states(steps: list[dict], index: int = 0) -> np.ndarray:
-    """(T, N) states of every position after each decoding step: 0 still masked, 1 committed at an
-    earlier step, 2 committed at this step (``steps`` as ``DecodeResult.steps`` records them)."""
-    masked = np.stack([s["masked"][index].numpy() for s in steps])  # (T, N)
-    before = np.vstack([np.ones_like(masked[:1]), masked[:-1]])  # masked before each step
-    return np.where(masked, 0, np.where(before, 2, 1))
-
-
-def decoding_steps(steps: list[dict], index: int = 0, size: float = 1.3, save=None, name: str = "decoding",
-                   title: str | None = None) -> Figure:
-    """MaskGIT decoding of one image, step by step: the token grid after each step (dark: masked;
-    grey: committed earlier; orange: committed at this step) above the intermediate image the step
-    decodes (committed plus freshly sampled tokens)."""
-    from matplotlib.colors import ListedColormap
-
-    states = mask_states(steps, index)  # (T, N)
-    T, N = states.shape
-    side = int(round(N ** 0.5))
-    fig, axes = plt.subplots(2, T, figsize=(T * size + 0.6, 2 * size + 0.6), squeeze=False)
-    for t in range(T):
-        axes[0, t].imshow(states[t].reshape(side, side), cmap=ListedColormap(MASK_COLORS), vmin=0, vmax=2)
-        axes[0, t].set_title(f"step {t + 1}: {int((states[t] > 0).sum())}/{N}", fontsize=8)
-        axes[1, t].imshow(as_image(steps[t]["image"][index]), interpolation="nearest")
-        for ax in axes[:, t]:
-            ax.set(xticks=[], yticks=[])
-    axes[0, 0].set_ylabel("tokens", fontsize=8)
-    axes[1, 0].set_ylabel("image", fontsize=8)
-    if title:
-        fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    return _save(fig, save, name)
+    return finish(fig, save, name, title)
 
 
 def score_sweeps(sweeps: dict[str, tuple[list, list[dict]]], save=None, name: str = "sweeps",
                  title: str | None = None) -> Figure:
     """One panel per sweep ``{x label: (values, GenEval summaries)}``: overall (thick) and each tag's
     score (thin) against the swept value."""
-    from .shapes import TAGS
-
     fig, axes = plt.subplots(1, len(sweeps), figsize=(4.2 * len(sweeps) + 1.5, 3.2), squeeze=False)
     for ax, (label, (values, summaries)) in zip(axes[0], sweeps.items()):
         for tag in TAGS:
@@ -215,79 +164,4 @@ def score_sweeps(sweeps: dict[str, tuple[list, list[dict]]], save=None, name: st
         ax.set(xlabel=label, ylabel="GenEval score", ylim=(0, 1.02), xticks=values)
         ax.grid(alpha=0.3)
     axes[0, -1].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5))
-    if title:
-        fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    return _save(fig, save, name)
-
-
-def passes_quality(rows: list[dict], save=None, name: str = "passes_quality", title: str | None = None) -> Figure:
-    """GenEval overall against transformer forward passes per image (log scale) for the rows of
-    ``bench_decoding``: one colour per token count, circles for masked decoding (labelled with its
-    steps), squares for raster order."""
-    fig, ax = plt.subplots(figsize=(5.5, 3.6))
-    colours = {}
-    for r in rows:
-        colour = colours.setdefault(r["tokens"], f"C{len(colours)}")
-        masked = r["order"] == "masked"
-        ax.plot(r["forward_passes"], r["overall"], "o" if masked else "s", color=colour, ms=8 if masked else 9,
-                label=f"{r['tokens']} tokens, {r['order']}")
-        ax.annotate(f"{r['steps']} steps" if masked else "raster", (r["forward_passes"], r["overall"]),
-                    textcoords="offset points", xytext=(6, -3), fontsize=7)
-    handles, labels = ax.get_legend_handles_labels()
-    unique = dict(zip(labels, handles))
-    ax.legend(unique.values(), unique.keys(), fontsize=7)
-    ax.set_xscale("log")
-    ax.set(xlabel="transformer forward passes per image", ylabel="GenEval overall", ylim=(0, 1))
-    ax.grid(alpha=0.3, which="both")
-    if title:
-        ax.set_title(title, fontsize=10)
-    fig.tight_layout()
-    return _save(fig, save, name)
-
-
-def scaling_curves(curves: dict[str, dict[int, float]], labels: dict[str, str] | None = None, save=None,
-                   name: str = "scaling", title: str | None = None) -> Figure:
-    """GenEval overall against the number of candidates N (log scale), one line per strategy."""
-    fig, ax = plt.subplots(figsize=(6, 3.8))
-    for k, (key, curve) in enumerate(curves.items()):
-        ns = sorted(int(n) for n in curve)
-        values = [curve[n] if n in curve else curve[str(n)] for n in ns]
-        ax.plot(ns, values, marker="o", color="black" if key == "oracle" else f"C{k}",
-                ls="--" if key == "oracle" else "-", label=(labels or {}).get(key, key), ms=4)
-    ax.set_xscale("log", base=2)
-    ns = sorted({int(n) for c in curves.values() for n in c})
-    ax.set(xticks=ns, xticklabels=[str(n) for n in ns], xlabel="candidates N", ylabel="GenEval overall", ylim=(0, 1.02))
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5))
-    if title:
-        ax.set_title(title, fontsize=10)
-    fig.tight_layout()
-    return _save(fig, save, name)
-
-
-def clarity(steps_by_model: dict[str, dict], save=None, name: str = "clarity") -> Figure:
-    """Where the verdict settles, per generator (``steps`` tables of ``verification.data``): left, the
-    share of paths already *clear* at each step (their step image's verdict is what every rollout
-    ends as); right, the mean rollout potential P̂(correct | t) of paths that end correct and of paths
-    that end wrong. The x axis is the fraction of decoding done, t/T."""
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.4))
-    for k, (label, steps) in enumerate(steps_by_model.items()):
-        T = int(steps["step"].max())
-        clear = steps["clear"].reshape(-1, T).float().numpy()  # (paths, T)
-        settled = np.flip(np.cumprod(np.flip(clear, 1), 1), 1)  # 1 from the step on which it stays clear
-        x = np.arange(1, T + 1) / T
-        axes[0].plot(x, settled.mean(0), "o-", color=f"C{k}", ms=3, label=f"{label} ({T} steps)")
-        potential = steps["potential"].reshape(-1, T).float().numpy()
-        final = steps["final"].reshape(-1, T)[:, 0].numpy().astype(bool)
-        for ends, ls in ((True, "-"), (False, "--")):
-            if (final == ends).any():
-                axes[1].plot(x, potential[final == ends].mean(0), ls, color=f"C{k}", marker="o", ms=3,
-                             label=f"{label}: paths that end {'correct' if ends else 'wrong'}")
-    axes[0].set(xlabel="fraction of decoding done t/T", ylabel="share of paths clear from here on", ylim=(0, 1.02))
-    axes[1].set(xlabel="fraction of decoding done t/T", ylabel="rollout potential P̂(correct | t)", ylim=(0, 1.02))
-    for ax in axes:
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
-    fig.tight_layout()
-    return _save(fig, save, name)
+    return finish(fig, save, name, title)

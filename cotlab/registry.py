@@ -1,19 +1,17 @@
-"""The trainable models ``cotlab train NAME`` knows, each a ``Recipe`` imported only when asked for."""
+"""What the command line finds by name, each imported only when asked for: the trainable models of
+``cotlab train NAME`` (``Recipe``) and the benchmarks of ``cotlab bench NAME`` (``cotlab.bench.Bench``).
+A topic adds its entries here and touches no other topic's files."""
 
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING
 
 from cotlab.errors import CotlabError
-
-if TYPE_CHECKING:
-    from cotlab.harness import Recipe
 
 # name -> "module:attribute" of its Recipe
 RECIPES = {
     "clip": "cotlab.clip:RECIPE",
-    "shapes_classifier": "cotlab.tokenizers.metrics:RECIPE",
+    "shapes_classifier": "cotlab.classifier:RECIPE",
     "vq_f8": "cotlab.tokenizers.vq:RECIPE_F8",
     "vq_f4": "cotlab.tokenizers.vq:RECIPE_F4",
     "vq_f8_plain": "cotlab.tokenizers.vq:RECIPE_F8_PLAIN",
@@ -22,11 +20,11 @@ RECIPES = {
     "dcae_f8_noshortcut": "cotlab.tokenizers.dcae:RECIPE_F8_NOSHORTCUT",
     "hybrid_f8": "cotlab.tokenizers.hybrid:RECIPE",
     "hybrid_f8_alternating": "cotlab.tokenizers.hybrid:RECIPE_ALTERNATING",
-    "maskgit": "cotlab.masked_ar.model:RECIPE_MASKGIT",
-    "raster_ar": "cotlab.masked_ar.model:RECIPE_RASTER",
-    "maskgit_f4": "cotlab.masked_ar.model:RECIPE_MASKGIT_F4",
-    "raster_ar_f4": "cotlab.masked_ar.model:RECIPE_RASTER_F4",
-    "maskgit_hybrid": "cotlab.masked_ar.model:RECIPE_MASKGIT_HYBRID",
+    "maskgit": "cotlab.masked_ar.recipes:MASKGIT",
+    "raster_ar": "cotlab.masked_ar.recipes:RASTER",
+    "maskgit_f4": "cotlab.masked_ar.recipes:MASKGIT_F4",
+    "raster_ar_f4": "cotlab.masked_ar.recipes:RASTER_F4",
+    "maskgit_hybrid": "cotlab.masked_ar.recipes:MASKGIT_HYBRID",
     "dcar_head": "cotlab.masked_ar.dcar:RECIPE",
     "orm": "cotlab.verification.reward:RECIPE_ORM",
     "prm": "cotlab.verification.reward:RECIPE_PRM",
@@ -34,9 +32,37 @@ RECIPES = {
 }
 
 
-def get_recipe(name: str) -> Recipe:
+BENCHES = {  # name -> ("module:attribute" of its Bench, one line of help)
+    "evaluator": ("cotlab.bench:EVALUATOR", "the GenEval evaluator's speed and accuracy against the renderer's truth"),
+    "tokenizers": ("cotlab.tokenizers.bench:BENCH",
+                   "the shipped tokenizers side by side: rate, quality, codebook use, speed"),
+    "decoding": ("cotlab.masked_ar.bench:DECODING",
+                 "masked decoding in K steps against raster AR: score, forward passes, speed"),
+    "hybrid": ("cotlab.masked_ar.bench:HYBRID", "DC-AR: the hybrid's residual head against its discrete tokens alone"),
+    "verification": ("cotlab.verification.bench:BENCH",
+                     "ORM, PRM, PARM, PARM++ and the oracle: GenEval, cost, scaling, verifier quality"),
+}
+
+
+def recipes_in(package: str) -> tuple[str, ...]:
+    """The names of the recipes defined under ``package`` (e.g. ``"cotlab.tokenizers"``), in table order."""
+    return tuple(name for name, target in RECIPES.items() if target.startswith(package + "."))
+
+
+def _load(target: str):
+    module, attribute = target.split(":")
+    return getattr(importlib.import_module(module), attribute)
+
+
+def get_bench(name: str):
+    """The ``Bench`` registered as ``name``."""
+    if name not in BENCHES:
+        raise CotlabError(f"unknown benchmark '{name}': choose one of {', '.join(BENCHES)}")
+    return _load(BENCHES[name][0])
+
+
+def get_recipe(name: str):
     """The ``Recipe`` registered as ``name``."""
     if name not in RECIPES:
         raise CotlabError(f"unknown model '{name}': choose one of {', '.join(sorted(RECIPES))}")
-    module, attribute = RECIPES[name].split(":")
-    return getattr(importlib.import_module(module), attribute)
+    return _load(RECIPES[name])

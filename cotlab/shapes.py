@@ -23,8 +23,9 @@ from dataclasses import dataclass
 
 import lightning as L
 import numpy as np
-import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+
+from cotlab.metrics import to_tensor
 
 SHAPES = ("circle", "square", "triangle", "cross")
 PALETTE = {  # name -> RGB; every pair differs by >= 120 in some channel, so ±25 shifts stay readable
@@ -278,11 +279,6 @@ def sample_prompt(rng: np.random.Generator, tag: str | None = None) -> dict:
 
 
 # --- data module -------------------------------------------------------------------------------
-def to_tensor(images: np.ndarray) -> torch.Tensor:
-    """(B, H, W, 3) uint8 -> (B, 3, H, W) float in [0, 1]."""
-    return torch.from_numpy(images).permute(0, 3, 1, 2).float().div(255)
-
-
 def captioned(batch: dict) -> dict:
     """The training view of a batch: ``image``, ``caption``, ``meta`` (Lightning moves batches
     between devices, so the ``Scene`` objects stay behind)."""

@@ -118,6 +118,23 @@ def test_loss_is_clips_and_repeated_captions_are_interchangeable(model, batch):
         assert loss.item() == pytest.approx(swapped.item(), rel=1e-5)
 
 
+def test_loss_of_a_batch_logs_accuracy_and_temperature(model, batch):
+    with torch.no_grad():
+        loss, logs = model.loss(batch)
+        assert loss.item() == model.contrastive_loss(batch["image"], batch["caption"])[0].item()
+    assert set(logs) == {"acc", "temperature"}
+    assert logs["temperature"].item() == pytest.approx(model.clip.logit_scale.exp().item())
+
+
+def test_weight_decay_falls_on_matrices_only(model):
+    optimizer = model.configure_optimizers()["optimizer"]
+    decayed, plain = optimizer.param_groups
+    assert decayed["weight_decay"] == model.config.weight_decay and plain["weight_decay"] == 0.0
+    assert all(p.ndim >= 2 for p in decayed["params"]) and all(p.ndim < 2 for p in plain["params"])
+    assert len(decayed["params"]) + len(plain["params"]) == len(list(model.parameters()))
+    assert decayed["betas"] == (0.9, 0.98)
+
+
 def test_score_is_clipscore(model, batch):
     scores = model.score(batch["image"], batch["caption"])
     assert scores.shape == (16,) and ((scores >= 0) & (scores <= 100)).all()

@@ -7,8 +7,8 @@ from diffusers import AutoencoderDC
 from diffusers.models.autoencoders.autoencoder_dc import DCDownBlock2d, DCUpBlock2d
 
 from cotlab.harness import fit
-from cotlab.shapes import ShapesDataModule, World, make_batch
-from cotlab.tokenizers.dcae import DCAEConfig, DCAEF4Config, DCAETokenizer
+from cotlab.shapes import BACKGROUND, ShapesDataModule, World, make_batch
+from cotlab.tokenizers.dcae import DCAEConfig, DCAEF4Config, DCAETokenizer, foreground_weights, weighted_error
 
 
 @pytest.fixture(scope="module")
@@ -101,9 +101,33 @@ def test_loss_falls_on_a_tiny_batch(batch):
     optimizer = torch.optim.AdamW(m.parameters(), lr=2e-3)
     losses = []
     for _ in range(25):
-        loss, _, _ = m.loss(batch)
+        loss, logs = m.loss({"image": batch})
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
         losses.append(loss.item())
     assert losses[-1] < 0.5 * losses[0]
+    assert set(logs) == {"psnr", "latent_std"}
+
+
+def test_foreground_pixels_weigh_one_plus_lambda(batch):
+    w = foreground_weights(batch, 4.0)  # (B, 1, H, W)
+    assert w.shape == (8, 1, 32, 32) and set(w.unique().tolist()) == {1.0, 5.0}
+    background = torch.tensor(BACKGROUND).view(1, 3, 1, 1) / 255
+    assert (w == 1).equal(((batch - background).abs().amax(1, keepdim=True) <= 0.02))
+    assert foreground_weights(batch, 4.0, threshold=0.1).sum() < w.sum()  # antialiased edges drop out
+    x_hat = batch + 0.1
+    assert weighted_error(x_hat, batch, torch.ones_like(w)).item() == pytest.approx(0.01, rel=1e-4)
+    assert weighted_error(x_hat, batch, w, "l1").item() == pytest.approx(0.1, rel=1e-4)
+
+
+def test_the_loss_weighs_the_foreground_by_lambda(batch):
+    m = model()
+    with torch.no_grad():
+        loss, _ = m.eval().loss({"image": batch})
+        x = batch * 2 - 1
+        x_hat = m.ae.decode(m.ae.encode(x).latent).sample
+        w = 1 + m.config.foreground_extra * ((batch - torch.tensor(BACKGROUND).view(1, 3, 1, 1) / 255).abs()
+                                             .amax(1, keepdim=True) > 0.02).float()
+    assert loss.item() == pytest.approx(((w * (x_hat - x) ** 2).sum() / (3 * w.sum())).item(), rel=1e-6)
+    assert m.latent_std.item() == 1.0  # evaluation does not move the running σ_z

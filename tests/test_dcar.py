@@ -3,10 +3,11 @@ import numpy as np
 import pytest
 import torch
 
-from cotlab.harness import save_checkpoint
-from cotlab.masked_ar.dcar import ResidualHead, ResidualHeadConfig, time_embedding
-from cotlab.masked_ar.decoding import maskgit_decode
+from cotlab.geneval import benchmark_prompts
+from cotlab.harness import load_checkpoint, save_checkpoint
+from cotlab.masked_ar.dcar import ResidualHead, ResidualHeadConfig, compare_residual
 from cotlab.masked_ar.model import MaskedAR, MaskedARConfig
+from cotlab.sampling import sample
 from cotlab.shapes import World, make_batch
 
 
@@ -24,22 +25,17 @@ def batch():
     return make_batch(World(), np.random.default_rng(0), 8)
 
 
-def test_time_embedding_shape_and_range():
-    e = time_embedding(torch.rand(5), 64)
-    assert e.shape == (5, 64) and e.abs().max() <= 1
-
-
 def test_loss_falls_and_sets_the_residual_scale(head, batch):
     optimizer = torch.optim.AdamW(head.parameters(), lr=3e-3)
     losses = []
     for _ in range(40):
         torch.manual_seed(1)  # the same noise and times each step
-        loss = head.loss(batch["image"], batch["caption"])
+        loss, logs = head.loss(batch)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
         losses.append(loss.item())
-    assert head.residual_std > 0
+    assert head.residual_std > 0 and logs == {}
     assert np.mean(losses[-5:]) < 0.8 * np.mean(losses[:5])
     assert all(not p.requires_grad for p in head.generator.parameters())  # the transformer stays frozen
     assert all(not k.startswith("_") for k in head.state_dict())  # nor is it saved with the head
@@ -47,10 +43,10 @@ def test_loss_falls_and_sets_the_residual_scale(head, batch):
 
 def test_sampling_adds_a_residual_to_generated_tokens(head):
     captions = ["a photo of a red circle", "a photo of two squares"]
-    tokens = maskgit_decode(head.generator, captions, steps=4, cfg=1.0).tokens  # (2, 16)
+    tokens = sample(head.generator, captions, steps=4, cfg=1.0).tokens  # (2, 16)
     h = head.condition(tokens, captions)
     z_r = head.sample(h, seed=0)
-    hybrid = head.generator.frozen["tokenizer"]
+    hybrid = head.generator.frozen("tokenizer")
     assert z_r.shape == (2, hybrid.config.latent_channels, 4, 4)
     assert torch.equal(head.sample(h, seed=0), z_r)  # seeded
     images = head.add_residual(tokens, captions, seed=0)
@@ -58,10 +54,26 @@ def test_sampling_adds_a_residual_to_generated_tokens(head):
     assert not torch.equal(images, hybrid.decode_indices(tokens).cpu())  # the residual changed the image
 
 
-def test_compare_residual_measures_both_variants_on_the_same_tokens(head):
-    from cotlab.geneval import benchmark_prompts
-    from cotlab.masked_ar.dcar import compare_residual
+def test_sampling_integrates_from_noise_to_data(head, monkeypatch):
+    """Euler steps from σ = 1 down to σ = 0: the head is asked for v at σ = 1, 1 − 1/T, …, 1/T."""
+    seen, velocity = [], head.velocity
 
+    def recording(x_sigma, sigma, h):
+        seen.append(sigma.tolist())
+        return velocity(x_sigma, sigma, h)
+
+    monkeypatch.setattr(head, "velocity", recording)
+    head.sample(torch.zeros(2, 16, head.generator.config.width), seed=0)
+    T = head.config.sample_steps
+    assert np.allclose(seen, [[1 - k / T] * 2 for k in range(T)])
+
+
+def test_shipped_head_loads_strictly():
+    """The port keeps the state dict (the time features have no parameters); its numbers are stale."""
+    assert load_checkpoint("dcar_head").residual_std > 0  # load_checkpoint is strict: every tensor must match
+
+
+def test_compare_residual_measures_both_variants_on_the_same_tokens(head):
     result = compare_residual(head, benchmark_prompts()[::200], n_samples=2, steps=2)
     discrete, hybrid = result["rows"]
     assert (discrete["variant"], hybrid["variant"]) == ("discrete", "discrete+residual")

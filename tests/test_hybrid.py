@@ -1,5 +1,7 @@
 """The hybrid tokenizer: tokens and residual, the two decoding paths, the stages and their freezing (smoke sizes)."""
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -128,3 +130,18 @@ def test_loss_falls_on_a_tiny_batch(batch, stage, continuous):
         optimizer.step()
         losses.append(logs["rec_loss"].item())
     assert losses[-1] < 0.5 * losses[0]
+
+
+def test_loss_names_the_psnr_by_the_path_it_decodes(batch):
+    m = model(max_steps=10)
+    m.train()
+    loss, logs = m.loss({"image": batch})  # step 0: stage 1, which decodes Z
+    assert loss.ndim == 0 and logs["stage"] == 1.0
+    assert "continuous_psnr" in logs and "discrete_psnr" not in logs and "psnr" not in logs
+
+
+def test_each_stage_starts_with_its_own_warm_up():
+    m = model(max_steps=10, warmup_steps=2)  # stages: steps 0–1, 2–5, 6–9
+    factor = m.configure_optimizers()["lr_scheduler"]["scheduler"].lr_lambdas[0]
+    cosine = [0.5 * (1 + math.cos(math.pi * s / 10)) for s in range(10)]
+    assert [factor(s) / cosine[s] for s in (0, 1, 2, 3, 6, 7)] == pytest.approx([0.5, 1, 0.5, 1, 0.5, 1])

@@ -6,10 +6,11 @@ import pytest
 import torch
 
 from cotlab.errors import CotlabError
-from cotlab.generate import evaluate_generator, generate_folder, load_generator
+from cotlab.generate import generate_folder
 from cotlab.geneval import benchmark_prompts
-from cotlab.masked_ar.decoding import mask_schedule, maskgit_decode, raster_decode
+from cotlab.masked_ar.decoding import MaskGITPaths, RasterPaths, mask_schedule
 from cotlab.masked_ar.model import MaskedAR, MaskedARConfig, cosine_schedule
+from cotlab.sampling import evaluate_generator, load_generator, sample
 from cotlab.shapes import World, make_batch
 
 
@@ -55,7 +56,7 @@ def test_loss_falls_on_a_fixed_batch(order, batch):
     losses = []
     for _ in range(40):
         torch.manual_seed(1)  # the same masks each step
-        loss, logs = m.loss(batch["image"], batch["caption"])
+        loss, logs = m.loss(batch)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -67,7 +68,7 @@ def test_loss_falls_on_a_fixed_batch(order, batch):
 def test_maskgit_decoding_commits_tokens_and_reports_its_steps():
     m = model()
     captions = ["a photo of a red circle", "a photo of two squares"]
-    result = maskgit_decode(m, captions, steps=4, cfg=2.0, seed=3, keep_steps=True)
+    result = sample(m, captions, seed=3, keep_steps=True, steps=4, cfg=2.0)
     assert result.tokens.shape == (2, 16) and result.tokens.max() < m.codebook_size  # no [MASK] left
     assert result.images.shape == (2, 3, 32, 32) and result.forward_passes == 4 * 2
     assert [int(s["masked"][0].sum()) for s in result.steps] == mask_schedule(4, 16)
@@ -75,22 +76,22 @@ def test_maskgit_decoding_commits_tokens_and_reports_its_steps():
         kept = ~before["masked"]  # committed after the earlier step: unchanged from then on
         assert torch.equal(after["sampled"][kept], before["sampled"][kept])
     assert torch.equal(result.steps[-1]["sampled"], result.tokens)  # the final tokens, all filled
-    again = maskgit_decode(m, captions, steps=4, cfg=2.0, seed=3)
+    again = sample(m, captions, seed=3, steps=4, cfg=2.0)
     assert torch.equal(again.tokens, result.tokens) and again.steps == []
-    assert maskgit_decode(m, captions, steps=4, cfg=1.0).forward_passes == 4
+    assert sample(m, captions, steps=4, cfg=1.0).forward_passes == 4
 
 
 def test_raster_decoding_and_wrong_uses():
     r = model("raster")
-    result = raster_decode(r, ["a photo of a blue cross"], cfg=3.0, seed=0)
+    result = sample(r, ["a photo of a blue cross"], seed=0, keep_steps=True, cfg=3.0)
     assert result.tokens.shape == (1, 16) and result.tokens.max() < r.codebook_size
-    assert result.forward_passes == 16 * 2
-    with pytest.raises(ValueError, match="raster_decode"):
-        maskgit_decode(r, ["a photo of a blue cross"])
-    with pytest.raises(ValueError, match="maskgit_decode"):
-        raster_decode(model(), ["a photo of a blue cross"])
+    assert result.forward_passes == 16 * 2 and len(result.steps) == 16  # one step per token
+    with pytest.raises(ValueError, match="RasterPaths"):
+        MaskGITPaths(r, ["a photo of a blue cross"])
+    with pytest.raises(ValueError, match="MaskGITPaths"):
+        RasterPaths(model(), ["a photo of a blue cross"])
     with pytest.raises(ValueError, match="steps must be between 1 and the 16"):
-        maskgit_decode(model(), ["a photo of a blue cross"], steps=17)
+        sample(model(), ["a photo of a blue cross"], steps=17)
     with pytest.raises(ValueError, match="unknown order"):
         MaskedARConfig(order="diagonal")
 
@@ -122,7 +123,7 @@ def test_evaluate_generator_and_load_errors():
 
 
 def test_bench_decoding_compares_masked_steps_with_raster(tmp_path):
-    from cotlab.bench import bench_decoding
+    from cotlab.masked_ar.bench import bench_decoding
     from cotlab.harness import save_checkpoint
 
     folders = [save_checkpoint(model(order), tmp_path / order, name=order, profile="smoke", command="test",
@@ -138,11 +139,11 @@ def test_bench_decoding_compares_masked_steps_with_raster(tmp_path):
 def test_decoding_figure_and_viewer_show_every_step():
     import matplotlib.pyplot as plt
 
-    from cotlab.plots import decoding_steps, mask_states
-    from cotlab.widgets import DecodingViewer
+    from cotlab.masked_ar.figures import decoding_steps, mask_states
+    from cotlab.masked_ar.viewer import DecodingViewer
 
     m = model()
-    result = maskgit_decode(m, ["a photo of a red circle"], steps=4, keep_steps=True)
+    result = sample(m, ["a photo of a red circle"], keep_steps=True, steps=4)
     states = mask_states(result.steps)  # (4, 16)
     assert states.shape == (4, 16) and (states[-1] > 0).all()
     schedule = mask_schedule(4, 16)  # still masked after each step
@@ -172,7 +173,7 @@ def test_decoding_figure_and_viewer_show_every_step():
 
 
 def test_samples_while_training_records_the_same_prompts_at_each_interval(tmp_path):
-    from cotlab.generate import SamplesWhileTraining
+    from cotlab.sampling import SamplesWhileTraining
     from cotlab.harness import fit
     from cotlab.shapes import ShapesDataModule
 
@@ -187,8 +188,8 @@ def test_samples_while_training_records_the_same_prompts_at_each_interval(tmp_pa
 
 def test_failures_regenerates_the_judged_images():
     from cotlab import geneval
-    from cotlab.generate import failures
-    from cotlab.tokenizers.metrics import to_uint8
+    from cotlab.metrics import to_uint8
+    from cotlab.sampling import failures
 
     m, metas = model(), benchmark_prompts()[::90]
     summary = evaluate_generator(m, metas, n_samples=2, seed=3, progress=False, steps=2)

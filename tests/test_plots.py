@@ -1,4 +1,4 @@
-"""The shared figures: each returns its Figure and, given ``save``, writes a PNG there."""
+"""The figures, shared and topic-specific: each returns its Figure and, given ``save``, writes a PNG there."""
 import matplotlib
 
 matplotlib.use("Agg")
@@ -7,6 +7,8 @@ import pytest
 import torch
 
 from cotlab import plots
+from cotlab.masked_ar.figures import passes_quality
+from cotlab.tokenizers.figures import rate_quality
 
 
 @pytest.fixture(autouse=True)
@@ -27,7 +29,7 @@ def test_image_rows_draws_one_row_per_label_with_marks(tmp_path):
 def test_rate_quality_puts_each_tokenizer_on_four_panels(tmp_path):
     rows = [{"tokenizer": "a", "tokens_per_image": 16, "bits_per_image": 128, "psnr": 30.0, "agreement": 0.9},
             {"tokenizer": "b", "tokens_per_image": 64, "bits_per_image": 8192, "psnr": 38.0, "agreement": 1.0}]
-    fig = plots.rate_quality(rows, save=tmp_path)
+    fig = rate_quality(rows, save=tmp_path)
     assert len(fig.axes) == 4 and (tmp_path / "rate_quality.png").is_file()
     for ax in fig.axes:
         assert [t.get_text() for t in ax.texts] == ["a", "b"] and ax.get_xscale() == "log"
@@ -49,5 +51,5 @@ def test_score_sweeps_and_passes_quality(tmp_path):
     rows = [{"tokens": 16, "order": "masked", "steps": 8, "forward_passes": 16, "overall": 0.6},
             {"tokens": 16, "order": "raster", "steps": 16, "forward_passes": 32, "overall": 0.62},
             {"tokens": 64, "order": "masked", "steps": 8, "forward_passes": 16, "overall": 0.5}]
-    fig = plots.passes_quality(rows, save=tmp_path)
+    fig = passes_quality(rows, save=tmp_path)
     assert len(fig.axes[0].lines) == 3 and len(fig.axes[0].get_legend().get_texts()) == 3

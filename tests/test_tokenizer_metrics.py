@@ -1,110 +1,26 @@
-"""Tokenizer metrics: PSNR/SSIM, the Shapes classifier and Shapes-FD, evaluator agreement, codebook
-statistics and the whole evaluation, on stand-in tokenizers (smoke sizes)."""
+"""Tokenizer evaluation and its bench: evaluator agreement, codebook statistics, the whole evaluation and
+``cotlab bench tokenizers``, on stand-in tokenizers (smoke sizes)."""
 
+import argparse
 import json
-import math
 
-import numpy as np
 import pytest
 import torch
 from tokenizer_standins import Blur, CellColours, HybridCells, Identity
-from torchmetrics.image.fid import _compute_fid
 
-from cotlab import harness
-from cotlab.bench import bench_tokenizers
+from cotlab import bench as generic_bench
+from cotlab.classifier import ShapesClassifier, ShapesClassifierConfig
 from cotlab.errors import CotlabError
-from cotlab.registry import get_recipe
-from cotlab.shapes import Obj, Scene, ShapesDataModule, World, make_batch
-from cotlab.tokenizers.metrics import (CLASSES, ShapesClassifier, ShapesClassifierConfig, labelled_cells,
-                                       cell_accuracy, cell_labels, codebook_stats, evaluate_tokenizer,
-                                       evaluator_agreement, feature_statistics, features, frechet_distance,
-                                       psnr, shapes_fd, ssim, variants)
-
-
-@pytest.fixture(scope="module")
-def images():
-    return make_batch(World(), np.random.default_rng(0), 64)["image"]
+from cotlab.tokenizers import bench
+from cotlab.tokenizers.bench import TOKENIZERS, bench_tokenizers
+from cotlab.tokenizers.metrics import codebook_stats, evaluate_tokenizer, evaluator_agreement, variants
 
 
 @pytest.fixture(scope="module")
 def classifier():
-    """The smoke classifier after 20 steps: enough for its features to see shapes."""
+    """An untrained smoke classifier: Shapes-FD is still 0 between identical sets."""
     torch.manual_seed(0)
-    model = ShapesClassifier(ShapesClassifierConfig.for_profile("smoke"))
-    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
-    for batch, _ in zip(ShapesDataModule(batch_size=32, seed=0, view=labelled_cells).train_dataloader(), range(20)):
-        loss, _ = model.loss(batch)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-    return model.eval()
-
-
-def test_psnr_and_ssim_of_identical_and_known_images(images):
-    assert psnr(images, images) == math.inf
-    assert ssim(images, images) == pytest.approx(1.0, abs=1e-4)  # float32 arithmetic
-    x = torch.full((2, 3, 32, 32), 0.5)
-    assert psnr(x + 0.1, x) == pytest.approx(20.0, abs=1e-4)  # 10·log10(1 / 0.01)
-    assert ssim(Blur(1.0).reconstruct(images), images) < 1
-
-
-def test_cell_labels_name_each_cells_content():
-    assert len(CLASSES) == 25 and CLASSES[0] == "empty"
-    labels = cell_labels([Scene((Obj("cross", "green", 2, 1),))])
-    assert labels.shape == (1, 4, 4)
-    assert CLASSES[labels[0, 2, 1]] == "green cross" and labels.sum() == labels[0, 2, 1]
-
-
-def test_classifier_shapes_and_loss_falls():
-    torch.manual_seed(0)
-    model = ShapesClassifier(ShapesClassifierConfig.for_profile("smoke"))
-    batch = next(iter(ShapesDataModule(batch_size=16, seed=1, view=labelled_cells).train_dataloader()))
-    assert model(batch["image"]).shape == (16, 25, 4, 4)
-    assert features(batch["image"], model).shape == (16, model.config.features)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
-    losses = []
-    for _ in range(10):
-        loss, _ = model.loss(batch)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        losses.append(loss.item())
-    assert losses[-1] < 0.7 * losses[0]
-
-
-def test_cell_accuracy_reports_cells_objects_and_images(classifier):
-    result = cell_accuracy(classifier, n=32)
-    assert set(result) == {"cell_accuracy", "object_accuracy", "image_accuracy"}
-    assert all(0 <= v <= 1 for v in result.values())
-    assert not classifier.training
-
-
-def test_recipe_is_registered_and_builds_the_profile():
-    recipe = get_recipe("shapes_classifier")
-    model = recipe.build("smoke")
-    assert isinstance(model, ShapesClassifier) and model.config.max_steps == 5
-    assert ShapesClassifierConfig.for_profile("cpu").max_minutes <= 2
-
-
-def test_frechet_distance_equals_torchmetrics_fid():
-    g = torch.Generator().manual_seed(0)
-    a = torch.randn(200, 8, generator=g, dtype=torch.float64)
-    b = 0.5 + torch.randn(200, 8, generator=g, dtype=torch.float64) @ torch.randn(8, 8, generator=g,
-                                                                                  dtype=torch.float64)
-    ours = frechet_distance(*feature_statistics(a), *feature_statistics(b))
-    assert ours == pytest.approx(_compute_fid(*feature_statistics(a), *feature_statistics(b)).item(), rel=1e-6)
-    assert frechet_distance(*feature_statistics(a), *feature_statistics(a)) == pytest.approx(0, abs=1e-8)
-
-
-def test_shapes_fd_is_zero_on_itself_and_grows_with_blur(images, classifier):
-    assert shapes_fd(images, images, classifier) == pytest.approx(0, abs=1e-6)
-    mild, strong = (shapes_fd(images, Blur(s).reconstruct(images), classifier) for s in (0.5, 1.5))
-    assert 0 < mild < strong
-
-
-def test_features_reject_a_wrong_shape(classifier):
-    with pytest.raises(ValueError, match=r"\(B, 3, H, W\)"):
-        features(torch.zeros(4, 32, 32, 3), classifier)
+    return ShapesClassifier(ShapesClassifierConfig.for_profile("smoke")).eval()
 
 
 def test_codebook_stats():
@@ -157,8 +73,9 @@ def shipped(monkeypatch, classifier):
                                     f"train it with: cotlab train {name} --profile cpu --ship")
         return found[name]
 
-    monkeypatch.setattr(harness, "load_checkpoint", load)
-    monkeypatch.setattr(harness, "checkpoint_card", lambda name: {"metrics": {"cell_accuracy": 0.5}})
+    monkeypatch.setattr(generic_bench, "load_checkpoint", load)
+    monkeypatch.setattr(bench, "load_checkpoint", load)
+    monkeypatch.setattr(bench, "checkpoint_card", lambda name: {"metrics": {"cell_accuracy": 0.5}})
 
 
 def test_bench_compares_the_shipped_tokenizers(shipped, tmp_path, capsys):
@@ -179,9 +96,23 @@ def test_bench_of_a_named_missing_checkpoint_names_the_command(shipped):
         bench_tokenizers(["vqf8"], n=8)
 
 
-def test_best_time_is_the_fastest_call_after_a_warm_up():
-    from cotlab.bench import best_time
+def test_tokenizers_are_the_recipes_of_the_house():
+    assert TOKENIZERS == ("vq_f8", "vq_f4", "vq_f8_plain", "dcae_f8", "dcae_f4", "dcae_f8_noshortcut",
+                          "hybrid_f8", "hybrid_f8_alternating")
 
+
+def test_the_command_line_hooks_run_the_bench(shipped, tmp_path, capsys):
+    parser = argparse.ArgumentParser()
+    bench.BENCH.arguments(parser)
+    parser.add_argument("--seed", type=int)  # the CLI adds --seed and --json to every bench
+    parser.add_argument("--json")
+    args = parser.parse_args(["--n", "8", "--only", "vq_f8", "--json", str(tmp_path / "bench.json")])
+    result = bench.BENCH.run(args)
+    assert result["n"] == 8 and result["seed"] == 0 and [r["tokenizer"] for r in result["rows"]] == ["vq_f8"]
+    assert (tmp_path / "bench.json").is_file() and "| vq_f8 |" in capsys.readouterr().out
+
+
+def test_best_time_is_the_fastest_call_after_a_warm_up():
     calls = []
-    seconds = best_time(lambda: calls.append(1), repeats=4)
+    seconds = generic_bench.best_time(lambda: calls.append(1), repeats=4)
     assert len(calls) == 5 and 0 <= seconds < 0.1

@@ -1,21 +1,23 @@
 """Verification: step-wise decoding paths, the labels, the reward model, the searches and their costs.
 
-Searches run on a smoke-size MaskGIT (shipped ``vq_f8`` tokens and ``clip`` text encoder) with
-scripted verifiers, so each test knows what the search must do."""
+Searches run on a smoke-size MaskGIT (shipped ``vq_f8`` tokens and ``clip`` text encoder), and on a
+stand-in generator that is not one, with scripted verifiers, so each test knows what the search must do."""
 import numpy as np
 import pytest
 import torch
 
 from cotlab import geneval
-from cotlab.cli import build_parser
+from cotlab.cli import main
 from cotlab.errors import CotlabError
 from cotlab.generate import generate_folder
-from cotlab.masked_ar.decoding import Paths, mask_schedule, maskgit_decode, path_seed
+from cotlab.masked_ar.decoding import cells_to_tokens, mask_schedule
 from cotlab.masked_ar.model import MaskedAR, MaskedARConfig
+from cotlab.metrics import to_tensor
+from cotlab.sampling import Paths, path_seed, row_seeds, sample
 from cotlab.shapes import Obj, Scene, World
 from cotlab.verification import search
 from cotlab.verification.data import KINDS, reflection_target
-from cotlab.verification.metrics import auroc, classification
+from cotlab.verification.metrics import classification
 from cotlab.verification.reward import RewardConfig, RewardExamples, RewardModel
 
 CAPTION = "a photo of a red circle"
@@ -49,39 +51,37 @@ class Scripted:
 
 def test_a_path_depends_only_on_its_own_seed(generator):
     seeds = [path_seed(0, 1, 2, c) for c in range(3)]
-    together = maskgit_decode(generator, [CAPTION] * 3, steps=4, seed=seeds).tokens
-    alone = maskgit_decode(generator, [CAPTION], steps=4, seed=seeds[1:2]).tokens
+    together = sample(generator, [CAPTION] * 3, seeds, steps=4).tokens
+    alone = sample(generator, [CAPTION], seeds[1:2], steps=4).tokens
     assert torch.equal(together[1], alone[0])
     assert not torch.equal(together[0], together[1])
     assert path_seed(0, 1, 2, 0) != path_seed(0, 1, 2) and path_seed(0, 1) == path_seed(0, 1)
 
 
 def test_stopped_paths_leave_the_others_unchanged_and_cost_nothing(generator):
-    paths = Paths(generator, [CAPTION] * 3, 4, 3.0, [11, 12, 13])
+    paths = generator.paths([CAPTION] * 3, [11, 12, 13], steps=4)
     paths.advance()
-    paths.advance([0, 2])  # path 1 stops after one step
-    while not bool(paths.done([0, 2]).all()):
-        paths.advance([0, 2])
-    full = maskgit_decode(generator, [CAPTION] * 3, steps=4, seed=[11, 12, 13])
+    paths.finish([0, 2])  # path 1 stops after one step
+    full = sample(generator, [CAPTION] * 3, [11, 12, 13], steps=4)
     assert torch.equal(paths.tokens[[0, 2]], full.tokens[[0, 2]])
     assert paths.passes.tolist() == [8, 2, 8]  # two passes a step with guidance
 
 
-def test_restart_resumes_the_schedule_where_as_many_tokens_are_masked(generator):
+def test_restore_resumes_the_schedule_where_as_many_tokens_are_masked(generator):
     counts = mask_schedule(8, 16)
-    paths = Paths(generator, [CAPTION], 8, 3.0, [5])
-    while not bool(paths.done().all()):
-        paths.advance()
+    paths = generator.paths([CAPTION], [5], steps=8)
+    paths.finish()
     final = paths.tokens[0].clone()
     redo = torch.zeros(16, dtype=torch.bool)
     redo[[0, 5, 9]] = True
-    tokens = final.masked_fill(redo, generator.mask_id)
-    paths.restart(0, tokens)
+    paths.restore(0, final.masked_fill(redo, generator.mask_id))
     assert int(paths.position[0]) == next(t for t, n in enumerate(counts) if n < 3)
-    while not bool(paths.done().all()):
-        paths.advance()
+    paths.finish()
     assert torch.equal(paths.tokens[0][~redo], final[~redo])  # only the re-masked tokens were redrawn
     assert int((paths.tokens[0] == generator.mask_id).sum()) == 0
+    paths.redraw(0, torch.arange(16) == 5)  # a cell of the 4×4 grid is one f8 token
+    assert (paths.tokens[0] == generator.mask_id).tolist() == [i == 5 for i in range(16)]
+    assert cells_to_tokens(torch.arange(16) == 5, 64).sum() == 4  # a cell is 2×2 tokens at f4
 
 
 def test_best_of_n_and_step_search_costs(generator):
@@ -98,13 +98,13 @@ def test_best_of_n_and_step_search_costs(generator):
 
 def test_parm_prunes_hopeless_paths_and_keeps_the_promising_one(generator):
     seeds = [path_seed(0, 0, 0, c) for c in range(4)]
-    probe = Paths(generator, [CAPTION] * 4, 4, 3.0, seeds)
+    probe = generator.paths([CAPTION] * 4, seeds, steps=4)
     probe.advance()
     good = probe.images([2])[0]  # path 2's first step image: the only one with potential
     result = search.parm_search(generator, CAPTION, seeds, Scripted(good), steps=4)
     assert result.chosen == 2 and result.trace["pruned"].tolist() == [True, True, False, True]
     assert result.passes == 3 * 2 + 4 * 2  # three paths stop after step 1
-    full = maskgit_decode(generator, [CAPTION] * 4, steps=4, seed=seeds)
+    full = sample(generator, [CAPTION] * 4, seeds, steps=4)
     assert torch.allclose(result.image, full.images[2])  # the survivor ends as its uninterrupted twin
     # with nothing promising, the most promising path is finished anyway
     fallback = search.parm_search(generator, CAPTION, seeds, Scripted(None), steps=4)
@@ -118,7 +118,6 @@ def test_reflection_redraws_the_named_cells_up_to_three_rounds(generator):
     rounds = result.trace["rounds"]
     assert len(rounds) == 3 and all(r["kind"] == KINDS[3] and r["redo"].tolist() == [i == 5 for i in range(16)]
                                     for r in rounds)
-    assert search.cells_to_tokens(torch.arange(16) == 5, 64).sum() == 4  # a cell is 2×2 tokens at f4
     said_yes = search.parm_plus_plus(generator, CAPTION, seeds, Scripted(None, yes=1.0), steps=4)
     assert said_yes.trace["rounds"] == []
 
@@ -137,13 +136,19 @@ def test_reflection_target_names_the_clause_and_keeps_what_is_right():
     assert reflection_target(right, META, world)[0] == 0 and geneval.check(geneval.detect(right)[0], META).correct
 
 
-def test_auroc_and_classification_against_brute_force():
+def test_classification_against_brute_force():
     rng = np.random.default_rng(0)
-    s, y = rng.random(200).round(1), rng.random(200) < 0.4
-    pairs = [(a > b) + 0.5 * (a == b) for a in s[y] for b in s[~y]]
-    assert auroc(s, y) == pytest.approx(np.mean(pairs))
+    s, y = rng.random(200).round(1), rng.random(200) < 0.4  # many ties, and scores exactly at 0.5
+    pairs = [(a > b) + 0.5 * (a == b) for a in s[y] for b in s[~y]]  # Mann–Whitney: ties count ½
+    said = s >= 0.5
+    q = classification(s, y)
+    assert q["auroc"] == pytest.approx(np.mean(pairs))
+    assert q["precision"] == pytest.approx((said & y).sum() / said.sum())
+    assert q["recall"] == pytest.approx((said & y).sum() / y.sum())
+    assert q["accuracy"] == pytest.approx((said == y).mean()) and q["positives"] == pytest.approx(y.mean())
     q = classification([0.9, 0.8, 0.2, 0.6], [True, False, False, True])
     assert q["precision"] == pytest.approx(2 / 3) and q["recall"] == 1.0 and q["auroc"] == pytest.approx(0.75)
+    assert np.isnan(classification([0.1, 0.2], [True, True])["auroc"])  # one class: undefined
 
 
 def _data(n=4):
@@ -184,13 +189,18 @@ def test_generate_with_a_verifier(tmp_path, generator):
         generate_folder(generator, metas, tmp_path / "p", verifier="rm")
     with pytest.raises(CotlabError, match="other settings"):
         generate_folder(generator, metas, out, n_samples=2, verifier="oracle", candidates=5, steps=4)
-    choices = next(a for a in build_parser()._subparsers._group_actions[0].choices["generate"]._actions
-                   if a.dest == "verifier").choices
-    assert list(choices) == list(search.VERIFIERS)
+
+
+
+def test_generate_help_lists_every_verifier_of_the_table(capsys):
+    with pytest.raises(SystemExit):
+        main(["generate", "--help"])
+    out = "".join(capsys.readouterr().out.split())  # argparse wraps lines, also at hyphens
+    assert all("".join(f"{name}: {v.description}".split()) in out for name, v in search.VERIFIERS.items())
 
 
 def test_reward_viewer_renders_scores_pruning_and_reflection(generator):
-    from cotlab.widgets import RewardViewer
+    from cotlab.verification.viewer import RewardViewer
 
     def tiny(task):
         torch.manual_seed(0)
@@ -210,3 +220,52 @@ def test_reward_viewer_renders_scores_pruning_and_reflection(generator):
         viewer.render(prompt=1, candidate=3)
     with pytest.raises(CotlabError, match="needs the verifiers"):
         RewardViewer(generator, {"clip": verifiers["clip"]}, metas)
+
+
+# --- the searches see only the sampling interface ----------------------------------------------------
+RIGHT = World().render(Scene((Obj("circle", "red", 1, 1),)))  # what META asks for
+WRONG = World().render(Scene((Obj("circle", "blue", 1, 1),)))
+
+
+class StandInPaths(Paths):
+    """Paths of a generator that is not a MaskedAR: a path whose seed is even paints the right image
+    (a red circle), an odd one the wrong one (blue), both visible from the first step; the state is
+    the step reached."""
+
+    def __init__(self, captions, seeds, steps):
+        super().__init__(captions, steps, seeds, cost=1)
+        self.seeds = row_seeds(seeds, len(captions))
+
+    def step(self, rows, shared):
+        pass
+
+    def images(self, rows=None, final=False):
+        return to_tensor(np.stack([RIGHT if self.seeds[r] % 2 == 0 else WRONG for r in self.rows(rows).tolist()]))
+
+    def state(self, row):
+        return int(self.position[row])
+
+    def restore(self, row, state):
+        self.position[row] = state
+
+
+class StandIn:
+    def paths(self, captions, seeds=0, steps=4, cfg=3.0):
+        return StandInPaths(captions, seeds, steps)
+
+
+def test_searches_work_on_any_generator_that_offers_paths(tmp_path):
+    seeds = [1, 3, 4, 5]  # only path 2 (seed 4) paints the right image
+    oracle = search.oracle_scorer({CAPTION: META})
+    found = search.best_of_n(StandIn(), CAPTION, seeds, oracle, steps=3)
+    assert found.chosen == 2 and (found.passes, found.calls) == (4 * 3, 4)
+    stepped = search.step_search(StandIn(), CAPTION, seeds, oracle, steps=3)
+    assert torch.equal(stepped.image, to_tensor(RIGHT[None])[0]) and stepped.passes == 3
+    right = to_tensor(RIGHT[None])[0]
+    parm = search.parm_search(StandIn(), CAPTION, seeds, Scripted(right), steps=3)
+    assert parm.chosen == 2 and parm.trace["pruned"].tolist() == [True, True, False, True]
+    assert parm.passes == 3 * 1 + 3  # the three others are pruned after their first step
+    with pytest.raises(CotlabError, match="cannot redraw"):
+        search.parm_plus_plus(StandIn(), CAPTION, [1, 3], Scripted(right, yes=0.0), steps=3)
+    out = generate_folder(StandIn(), [META], tmp_path / "o", n_samples=2, verifier="oracle", candidates=4, steps=3)
+    assert geneval.score_folder(out, quiet=True)["overall"] == 1.0  # every image chosen right

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from cotlab.registry import get_recipe
-from cotlab.shapes import World, make_batch
+from cotlab.shapes import BACKGROUND, World, make_batch
 from cotlab.tokenizers.vq import (PLAIN, VectorQuantizer, VQConfig, VQF4Config, VQTokenizer, kmeans,
                                   squared_distances)
 
@@ -138,7 +138,7 @@ def test_decode_indices_of_encode_indices_is_reconstruct(images):
     torch.manual_seed(0)
     model = VQTokenizer(VQConfig.for_profile("smoke"))
     model.train()
-    model.losses(images)  # k-means init, so that codes differ
+    model.loss({"image": images})  # k-means init, so that codes differ
     assert torch.equal(model.decode_indices(model.encode_indices(images)), model.reconstruct(images))
 
 
@@ -159,7 +159,7 @@ def test_loss_falls_on_a_fixed_batch(remedies, images):
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
     losses = []
     for _ in range(30):
-        loss, logs = model.losses(images)
+        loss, logs = model.loss({"image": images})
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -184,9 +184,19 @@ def test_continuous_warmup_leaves_the_codebook_alone(images):
     model = VQTokenizer(VQConfig.for_profile("smoke", quantize_after=0.5))
     model.train()
     assert not model.quantizing  # step 0 of 10
-    loss, logs = model.losses(images)
+    loss, logs = model.loss({"image": images})
     loss.backward()
     assert "usage" not in logs and not model.quantizer.initialized
     assert all(p.grad is not None for p in model.ae.encoder.parameters())
     model.eval()
     assert model.quantizing
+
+
+def test_reconstruction_loss_weighs_a_foreground_pixel_foreground_weight_times(images):
+    model = VQTokenizer(VQConfig.for_profile("smoke"))
+    background = torch.tensor(BACKGROUND).view(1, 3, 1, 1) / 255
+    fg = ((images - background).abs().amax(1, keepdim=True) > 0.1).float()  # (B, 1, H, W)
+    x_hat = images + 0.1 * fg  # wrong on the foreground only
+    w = model.config.foreground_weight
+    expected = 0.01 * w * fg.sum() / (w * fg.sum() + (1 - fg).sum())
+    assert model.reconstruction_loss(x_hat, images).item() == pytest.approx(expected.item(), rel=1e-4)

@@ -118,7 +118,7 @@ def test_prompt_list_keeps_the_last_few():
 # --- the token viewer, on stand-in tokenizers ----------------------------------------------------
 from tokenizer_standins import Blur, CellColours, HybridCells  # noqa: E402
 
-from cotlab.widgets import TokenViewer  # noqa: E402
+from cotlab.tokenizers.viewer import TokenViewer  # noqa: E402
 
 
 def titles(fig) -> list[str]:

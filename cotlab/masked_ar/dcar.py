@@ -4,15 +4,16 @@
 (arXiv 2507.04947), after HART (arXiv 2410.10812) and MAR's per-token diffusion head (arXiv 2406.11838).
 A masked transformer (``maskgit_hybrid``) generates the 16 discrete tokens k of the hybrid tokenizer;
 then a light head adds what the tokens leave out, the residual Z_r = Z − Z_q, one vector per position i,
-conditioned on the transformer's final hidden state h_i there:
+conditioned on the transformer's final hidden state h_i there. In ``cotlab.flow``'s convention
+(σ = 1 noise, σ = 0 data):
 
-    x_1 = Z_r,i / σ   (σ: the residual's standard deviation, so x_1 has unit scale)
-    x_0 ~ N(0, I),  t ~ U(0, 1),  x_t = (1 − t) x_0 + t x_1                (rectified flow)
-    L = E ‖v_θ(x_t, t, h_i) − (x_1 − x_0)‖²
+    x_0 = Z_r,i / s   (data; s: the residual's standard deviation, so x_0 has unit scale)
+    ε ~ N(0, I),  σ ~ U(0, 1),  x_σ = (1 − σ) x_0 + σ ε                    (flow matching)
+    L = E ‖v_θ(x_σ, σ, h_i) − (ε − x_0)‖²
 
-Sampling integrates dx/dt = v_θ(x, t, h_i) from t = 0 to 1 with Euler steps, and the image is the
-hybrid decoder's D(Z_q + σ x_1). The head is an MLP applied to every position independently, so it
-costs a small fraction of a transformer step.
+Sampling integrates dx/dσ = v_θ(x, σ, h_i) from noise at σ = 1 down to σ = 0 with Euler steps, and
+the image is the hybrid decoder's D(Z_q + s x_0). The head is an MLP applied to every position
+independently, so it costs a small fraction of a transformer step.
 
 Training needs the transformer frozen: its hidden states for the training images' own tokens (all
 given, none masked) condition the head.
@@ -24,15 +25,17 @@ import time
 from dataclasses import dataclass
 from typing import ClassVar
 
-import lightning as L
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from cotlab.harness import Recipe, checkpoint_config, load_checkpoint, warmup_cosine
+from cotlab import flow, geneval, sampling
+from cotlab.harness import Model, Recipe, checkpoint_config, load_checkpoint
+from cotlab.metrics import pooled_psnr, shapes_fd, to_tensor, to_uint8
 from cotlab.profiles import ProfileConfig
 from cotlab.shapes import World
+
+TIME_WIDTH = 64  # sinusoidal features of σ (flow.timestep_embedding)
 
 
 @dataclass
@@ -53,13 +56,6 @@ class ResidualHeadConfig(ProfileConfig):
     }
 
 
-def time_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
-    """Sinusoidal features (…, dim) of times t (…) in [0, 1]."""
-    freqs = torch.exp(-math.log(1000.0) * torch.arange(dim // 2, device=t.device) / (dim // 2))
-    angles = t[..., None] * 1000.0 * freqs
-    return torch.cat([angles.sin(), angles.cos()], dim=-1)
-
-
 class Block(nn.Module):
     """x + MLP(LN(x)): a residual MLP block."""
 
@@ -72,39 +68,33 @@ class Block(nn.Module):
         return x + self.net(x)
 
 
-class ResidualHead(L.LightningModule):
-    """v_θ(x_t, t, h): the velocity of the residual's flow at every position (DC-AR's residual head)."""
+class ResidualHead(Model):
+    """v_θ(x_σ, σ, h): the velocity of the residual's flow at every position (DC-AR's residual head).
+    Its frozen part is the masked transformer, ``frozen("generator")``; the transformer's own frozen
+    tokenizer is the hybrid tokenizer."""
 
     Config = ResidualHeadConfig
 
     def __init__(self, config: ResidualHeadConfig):
-        super().__init__()
-        self.config = c = config
-        self.save_hyperparameters(c.to_dict())
-        self._frozen: dict = {}  # {"generator": the frozen MaskedAR}, loaded on first use; not a submodule
+        super().__init__(config)
+        c = config
         generator = checkpoint_config(c.generator)
         self.channels = checkpoint_config(generator["tokenizer"])["latent_channels"]  # C of Z_r
         D = generator["width"]
-        self.inputs = nn.Linear(self.channels + D + 64, c.width)
+        self.inputs = nn.Linear(self.channels + D + TIME_WIDTH, c.width)
         self.blocks = nn.Sequential(*[Block(c.width) for _ in range(c.depth)])
         self.out = nn.Sequential(nn.LayerNorm(c.width), nn.Linear(c.width, self.channels))
-        self.register_buffer("residual_std", torch.tensor(0.0))  # σ, set from the first batch
+        self.register_buffer("residual_std", torch.tensor(0.0))  # s, set from the first batch
 
     @property
     def generator(self):
-        """The frozen masked transformer (its ``frozen["tokenizer"]`` is the hybrid tokenizer): not a
-        submodule, so neither trained nor saved with the head."""
-        if not self._frozen:
-            self._frozen["generator"] = load_checkpoint(self.config.generator).requires_grad_(False)
-        generator = self._frozen["generator"]
-        if generator.device != self.device:
-            generator.to(self.device)
-        return generator
+        """The frozen masked transformer (``frozen("generator")``): neither trained nor saved with the head."""
+        return self.frozen("generator")
 
-    def velocity(self, x_t: torch.Tensor, t: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
-        """v_θ (B, N, C) for x_t (B, N, C), times t (B,) and hidden states h (B, N, D)."""
-        te = time_embedding(t, 64)[:, None].expand(-1, x_t.shape[1], -1)  # (B, N, 64)
-        return self.out(self.blocks(self.inputs(torch.cat([x_t, h, te], dim=-1))))
+    def velocity(self, x_sigma: torch.Tensor, sigma: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+        """v_θ (B, N, C) for x_σ (B, N, C), times σ (B,) and hidden states h (B, N, D)."""
+        te = flow.timestep_embedding(sigma, TIME_WIDTH)[:, None].expand(-1, x_sigma.shape[1], -1)  # (B, N, 64)
+        return self.out(self.blocks(self.inputs(torch.cat([x_sigma, h, te], dim=-1))))
 
     @torch.no_grad()
     def condition(self, tokens: torch.Tensor, captions: list[str]) -> torch.Tensor:
@@ -112,48 +102,36 @@ class ResidualHead(L.LightningModule):
         g = self.generator
         return g.hidden(tokens.to(self.device), *g.encode_text(captions))
 
-    def loss(self, images: torch.Tensor, captions: list[str]) -> torch.Tensor:
-        """The flow-matching loss of a batch (see the module docstring)."""
+    def loss(self, batch: dict) -> tuple[torch.Tensor, dict]:
+        """The flow-matching loss of a batch {"image", "caption"} (see the module docstring)."""
         with torch.no_grad():
-            tokens, z_r = self.generator.frozen["tokenizer"].encode(images.to(self.device))  # (B, N), (B, C, h, w)
+            hybrid = self.generator.frozen("tokenizer")
+            tokens, z_r = hybrid.encode(batch["image"].to(self.device))  # (B, N), (B, C, h, w)
             if self.residual_std == 0:
                 self.residual_std.fill_(z_r.std().item())
-            x_1 = z_r.flatten(2).transpose(1, 2) / self.residual_std  # (B, N, C)
-            h = self.condition(tokens, captions)  # (B, N, D)
-        x_0 = torch.randn_like(x_1)
-        t = torch.rand(len(x_1), device=self.device)  # (B,)
-        x_t = (1 - t[:, None, None]) * x_0 + t[:, None, None] * x_1
-        return F.mse_loss(self.velocity(x_t, t, h), x_1 - x_0)
+            x_0 = z_r.flatten(2).transpose(1, 2) / self.residual_std  # (B, N, C), the data
+            h = self.condition(tokens, batch["caption"])  # (B, N, D)
+        noise = torch.randn_like(x_0)  # ε
+        sigma = torch.rand(len(x_0), device=self.device)  # (B,), σ ~ U(0, 1)
+        x_sigma = flow.interpolate(x_0, noise, sigma)
+        return flow.flow_loss(self.velocity(x_sigma, sigma, h), x_0, noise), {}
 
     @torch.no_grad()
     def sample(self, h: torch.Tensor, seed: int = 0) -> torch.Tensor:
-        """A residual Z_r (B, C, side, side) for hidden states h (B, N, D), by Euler integration."""
+        """A residual Z_r (B, C, side, side) for hidden states h (B, N, D): Euler steps from σ = 1 to 0."""
         g = torch.Generator(device=self.device).manual_seed(seed)
         B, N, _ = h.shape
-        x = torch.randn(B, N, self.channels, generator=g, device=self.device)  # x_0
-        dt = 1.0 / self.config.sample_steps
-        for k in range(self.config.sample_steps):
-            t = torch.full((B,), k * dt, device=self.device)
-            x = x + dt * self.velocity(x, t, h.to(self.device))
+        h = h.to(self.device)
+        noise = torch.randn(B, N, self.channels, generator=g, device=self.device)  # x at σ = 1
+        x_0 = flow.euler_sample(lambda x, sigma: self.velocity(x, sigma, h), noise, self.config.sample_steps)
         side = math.isqrt(N)
-        return (x * self.residual_std).transpose(1, 2).reshape(B, self.channels, side, side)
+        return (x_0 * self.residual_std).transpose(1, 2).reshape(B, self.channels, side, side)
 
     @torch.no_grad()
     def add_residual(self, tokens: torch.Tensor, captions: list[str], seed: int = 0) -> torch.Tensor:
         """Images (B, 3, H, W) in [0, 1]: the hybrid decoder's D(Z_q + Z_r) with a sampled residual."""
         z_r = self.sample(self.condition(tokens, captions), seed)
-        return self.generator.frozen["tokenizer"].decode(tokens.to(self.device), z_r).cpu()
-
-    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        loss = self.loss(batch["image"], batch["caption"])
-        self.log("train_loss", loss, prog_bar=True, batch_size=len(batch["image"]))
-        return loss
-
-    def configure_optimizers(self):
-        """AdamW; linear warm-up, then cosine decay."""
-        optimizer = torch.optim.AdamW(self.parameters(), lr=self.config.lr, weight_decay=0.0)
-        scheduler = warmup_cosine(optimizer, self.config.warmup_steps, self.config.max_steps)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        return self.generator.frozen("tokenizer").decode(tokens.to(self.device), z_r).cpu()
 
 
 RECIPE = Recipe.of("dcar_head", ResidualHead, "DC-AR's residual head: flow matching of hybrid_f8's residual "
@@ -171,20 +149,14 @@ def compare_residual(head: ResidualHead, metas: list[dict], n_samples: int = 4, 
     image. Discrete: the transformer's decoding, then D(Z_q). Hybrid: the same decoding, then one
     more transformer pass (hidden states of the final tokens), the head's Euler steps and
     D(Z_q + Z_r) instead of D(Z_q) — so its time is the discrete time − D(Z_q) + ``add_residual``."""
-    from cotlab import geneval
-    from cotlab.generate import prompt_seed
-    from cotlab.masked_ar.decoding import maskgit_decode
-    from cotlab.shapes import to_tensor
-    from cotlab.tokenizers.metrics import pooled_psnr, shapes_fd, to_uint8
-
     generator, rng = head.generator, np.random.default_rng(seed)
     images = {"discrete": [], "discrete+residual": []}
     rows = {name: [] for name in images}
     renders, seconds = [], {"discrete": 0.0, "decoder": 0.0, "residual": 0.0}
     for index, meta in enumerate(metas):
-        captions, s = [meta["prompt"]] * n_samples, prompt_seed(seed, index)
+        captions, s = [meta["prompt"]] * n_samples, sampling.prompt_seed(seed, index)
         t0 = time.perf_counter()
-        result = maskgit_decode(generator, captions, steps=steps, cfg=cfg, seed=s)  # tokens, then D(Z_q)
+        result = sampling.sample(generator, captions, seed=s, steps=steps, cfg=cfg)  # tokens, then D(Z_q)
         t1 = time.perf_counter()
         with_residual = head.add_residual(result.tokens, captions, seed=s)
         t2 = time.perf_counter()

@@ -16,7 +16,8 @@ input [START], k_1 … k_{N−1}, and L = − Σ_i log p_θ(k_i | k_<i, c).
 
 **Caption dropout.** With probability ``p_uncond`` the caption is replaced by the empty one, so the same
 model also learns p(k) and decoding can use classifier-free guidance,
-logits = ℓ(∅) + w · (ℓ(c) − ℓ(∅)). Decoding lives in ``cotlab.masked_ar.decoding``.
+logits = ℓ(∅) + w · (ℓ(c) − ℓ(∅)). Decoding lives in ``cotlab.masked_ar.decoding``; ``MaskedAR.paths``
+offers it to every search as ``cotlab.sampling.Paths``.
 """
 from __future__ import annotations
 
@@ -24,12 +25,12 @@ import math
 from dataclasses import dataclass
 from typing import ClassVar
 
-import lightning as L
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cotlab.harness import Recipe, checkpoint_config, load_checkpoint, warmup_cosine
+from cotlab.harness import Model, checkpoint_config
+from cotlab.masked_ar.decoding import MaskGITPaths, RasterPaths
 from cotlab.profiles import ProfileConfig
 
 ORDERS = ("masked", "raster")
@@ -68,16 +69,17 @@ def cosine_schedule(r: torch.Tensor) -> torch.Tensor:
     return torch.cos(math.pi / 2 * r)
 
 
-class MaskedAR(L.LightningModule):
-    """A text-conditioned token transformer (MaskGIT when ``order='masked'``, raster AR when 'raster')."""
+class MaskedAR(Model):
+    """A text-conditioned token transformer (MaskGIT when ``order='masked'``, raster AR when 'raster').
+    Its tokenizer and text encoder are frozen parts (``frozen("tokenizer")``, ``frozen("text_encoder")``)."""
 
     Config = MaskedARConfig
+    PROGRESS = ("accuracy",)
+    BETAS = (0.9, 0.98)
 
     def __init__(self, config: MaskedARConfig):
-        super().__init__()
-        self.config = c = config
-        self.save_hyperparameters(c.to_dict())
-        self._frozen: dict | None = None  # tokenizer and text encoder, loaded on first use, never trained
+        super().__init__(config)
+        c = config
         tokenizer_config = self._tokenizer_facts()
         self.codebook_size, self.num_tokens, self.text_width, self.text_length = tokenizer_config
         self.mask_id = self.codebook_size  # [MASK], and [START] for raster order
@@ -102,34 +104,20 @@ class MaskedAR(L.LightningModule):
         side = tokenizer["image_size"] // 2 ** (len(tokenizer["block_out_channels"]) - 1)
         return tokenizer["codebook_size"], side * side, text["width"], text["max_length"]
 
-    @property
-    def frozen(self) -> dict:
-        """``{"tokenizer", "text_encoder"}``, loaded from their checkpoints on first use, in eval mode,
-        on this model's device. They are not submodules: not trained, not saved with this model."""
-        if self._frozen is None:
-            self._frozen = {"tokenizer": load_checkpoint(self.config.tokenizer),
-                            "text_encoder": load_checkpoint(self.config.text_encoder)}
-            for m in self._frozen.values():
-                m.requires_grad_(False)
-        for m in self._frozen.values():
-            if m.device != self.device:
-                m.to(self.device)
-        return self._frozen
-
     @torch.no_grad()
     def encode_images(self, images: torch.Tensor) -> torch.Tensor:
         """Token indices (B, N) of images (B, 3, H, W) in [0, 1]."""
-        return self.frozen["tokenizer"].encode_indices(images.to(self.device))
+        return self.frozen("tokenizer").encode_indices(images.to(self.device))
 
     @torch.no_grad()
     def decode_tokens(self, tokens: torch.Tensor) -> torch.Tensor:
         """Images (B, 3, H, W) in [0, 1] of token indices (B, N)."""
-        return self.frozen["tokenizer"].decode_indices(tokens.to(self.device))
+        return self.frozen("tokenizer").decode_indices(tokens.to(self.device))
 
     @torch.no_grad()
     def encode_text(self, captions: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
         """The caption prefix: per-token text states (B, T, D_text) and padding mask (B, T), True = pad."""
-        _, hidden, mask = self.frozen["text_encoder"].encode_text(list(captions))
+        _, hidden, mask = self.frozen("text_encoder").encode_text(list(captions))
         return hidden, mask == 0
 
     # --- the transformer ---------------------------------------------------------------------------
@@ -172,10 +160,19 @@ class MaskedAR(L.LightningModule):
         cond, uncond = self(tokens.repeat(2, 1), *prefix).chunk(2)
         return uncond + cfg * (cond - uncond)
 
+    def paths(self, captions: list[str], seeds=0, steps: int = 8, cfg: float = 3.0, sample_temperature: float = 1.0,
+              choice_temperature: float = 4.5):
+        """Decoding paths for ``captions``, one seed each (``cotlab.sampling``): MaskGIT in ``steps``
+        steps for a masked model, token by token for a raster one (which takes N steps and has no
+        choice temperature)."""
+        if self.config.order == "masked":
+            return MaskGITPaths(self, captions, seeds, steps, cfg, sample_temperature, choice_temperature)
+        return RasterPaths(self, captions, seeds, cfg, sample_temperature)
+
     # --- training ------------------------------------------------------------------------------
-    def loss(self, images: torch.Tensor, captions: list[str]) -> tuple[torch.Tensor, dict]:
+    def loss(self, batch: dict) -> tuple[torch.Tensor, dict]:
         """The training loss of a batch (see the module docstring) and what to log."""
-        k = self.encode_images(images)  # (B, N) targets
+        k, captions = self.encode_images(batch["image"]), batch["caption"]  # (B, N) targets
         B, N = k.shape
         captions = ["" if u < self.config.p_uncond else c
                     for c, u in zip(captions, torch.rand(B).tolist())]  # caption dropout
@@ -193,47 +190,11 @@ class MaskedAR(L.LightningModule):
         accuracy = (logits[masked].argmax(-1) == k[masked]).float().mean()
         return loss, {"accuracy": accuracy, "masked_share": masked.float().mean()}
 
-    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        loss, logs = self.loss(batch["image"], batch["caption"])
-        B = len(batch["image"])
-        self.log("train_loss", loss, prog_bar=True, batch_size=B)
-        for name, value in logs.items():
-            self.log(f"train_{name}", value, prog_bar=name == "accuracy", batch_size=B)
-        return loss
+    def parameter_groups(self) -> list[dict]:
+        """No weight decay on embeddings, positions, norms and biases."""
+        def decays(name: str, p: torch.Tensor) -> bool:
+            return p.ndim >= 2 and "embedding" not in name and "position" not in name
 
-    def configure_optimizers(self):
-        """AdamW (no decay on embeddings, norms and biases); linear warm-up, then cosine decay."""
-        decay = [p for n, p in self.named_parameters() if p.ndim >= 2 and "embedding" not in n and "position" not in n]
-        rest = [p for n, p in self.named_parameters() if not (p.ndim >= 2 and "embedding" not in n and "position" not in n)]
-        optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": self.config.weight_decay},
-                                       {"params": rest, "weight_decay": 0.0}], lr=self.config.lr, betas=(0.9, 0.98))
-        scheduler = warmup_cosine(optimizer, self.config.warmup_steps, self.config.max_steps)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
-
-
-# --- recipes -----------------------------------------------------------------------------------
-def _evaluate(model: MaskedAR, profile: str) -> dict:
-    """GenEval on the benchmark prompts, 4 samples each (smoke: every 40th prompt, 1 sample), with
-    the decoding defaults of ``cotlab generate``."""
-    from cotlab.generate import evaluate_generator
-    from cotlab.geneval import benchmark_prompts
-
-    metas = benchmark_prompts()
-    smoke = profile == "smoke"
-    summary = evaluate_generator(model, metas[::40] if smoke else metas, n_samples=1 if smoke else 4,
-                                 progress=False)
-    return {"geneval_overall": summary["overall"], "forward_passes": summary["forward_passes"],
-            **{f"geneval_{tag}": score for tag, score in summary["tags"].items()}}
-
-
-RECIPE_MASKGIT = Recipe.of("maskgit", MaskedAR, "MaskGIT over the 16 vq_f8 tokens, conditioned on the CLIP "
-                           "text encoder", _evaluate)
-RECIPE_RASTER = Recipe.of("raster_ar", MaskedAR, "raster-order AR baseline over the 16 vq_f8 tokens", _evaluate,
-                          order="raster")
-RECIPE_MASKGIT_HYBRID = Recipe.of("maskgit_hybrid", MaskedAR, "MaskGIT over the 16 discrete tokens of hybrid_f8 "
-                                  "(DC-AR's transformer; cotlab.masked_ar.dcar adds the residual)", _evaluate,
-                                  tokenizer="hybrid_f8")
-RECIPE_MASKGIT_F4 = Recipe.of("maskgit_f4", MaskedAR, "MaskGIT over the 64 vq_f4 tokens", _evaluate,
-                              tokenizer="vq_f4")
-RECIPE_RASTER_F4 = Recipe.of("raster_ar_f4", MaskedAR, "raster-order AR baseline over the 64 vq_f4 tokens",
-                             _evaluate, tokenizer="vq_f4", order="raster")
+        named = list(self.named_parameters())
+        return [{"params": [p for n, p in named if decays(n, p)], "weight_decay": self.config.weight_decay},
+                {"params": [p for n, p in named if not decays(n, p)], "weight_decay": 0.0}]

@@ -5,10 +5,13 @@
 - ``dcae``: deep-compression autoencoders, diffusers' ``AutoencoderDC`` at toy size (f4, f8).
 - ``hybrid``: the hybrid tokenizer (HART / DC-AR's DC-HT): discrete tokens plus a continuous residual,
   one decoder for both.
-- ``metrics``: PSNR, SSIM, Shapes-FD (a Fréchet distance in the features of a small Shapes classifier,
-  *not* comparable to Inception FID) and evaluator agreement.
+- ``metrics``: how good a tokenizer is — evaluator agreement, codebook usage and perplexity, and
+  ``evaluate_tokenizer``, which adds PSNR, SSIM and Shapes-FD from ``cotlab.metrics``.
+- ``bench``: ``cotlab bench tokenizers``, every shipped tokenizer side by side (rate, quality, speed).
+- ``viewer``: ``TokenViewer``, the widget that shows an image's tokens, codes and residual.
+- ``figures``: ``rate_quality``, rate against quality of the bench's rows.
 
-Every tokenizer is a LightningModule with the same small interface, so notebooks and
+Every tokenizer is a ``cotlab.harness.Model`` with the same small interface, so notebooks and
 ``cotlab bench tokenizers`` treat them alike; images are (B, 3, H, W) floats in [0, 1]:
 
     reconstruct(images) -> images          # encode then decode

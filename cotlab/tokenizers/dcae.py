@@ -21,7 +21,9 @@ switches all of them off (``disable_shortcuts``) to measure what they buy at toy
     L = Σ_p w_p ‖x̂_p − x_p‖² / Σ_p w_p,   w_p = 1 + λ·[max_c |x_pc − bg_c| > 0.02],
 
 with pixels in the model's range [−1, 1]. The plain background covers most pixels, so λ
-(``foreground_weight``) makes the small shapes, whose colour and outline the evaluator reads, count more.
+(``foreground_extra``) makes the small shapes, whose colour and outline the evaluator reads, count more.
+``foreground_weights`` and ``weighted_error`` are the one home of this loss: the VQ and hybrid
+tokenizers use them too.
 
 **Scaling factor.** A diffusion model wants latents of unit variance, so the module keeps a running
 estimate of the latents' standard deviation σ_z while it trains; ``scaling_factor`` = 1/σ_z, and
@@ -32,15 +34,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-import lightning as L
 import torch
 from diffusers import AutoencoderDC
 from diffusers.models.autoencoders.autoencoder_dc import DCDownBlock2d, DCUpBlock2d
 from torchmetrics.functional.image import peak_signal_noise_ratio
 
-from cotlab.harness import Recipe, warmup_cosine
+from cotlab.harness import Model, Recipe
 from cotlab.profiles import ProfileConfig
 from cotlab.shapes import BACKGROUND
+from cotlab.tokenizers.metrics import evaluate_tokenizer
 
 
 @dataclass
@@ -51,7 +53,7 @@ class DCAEConfig(ProfileConfig):
     layers_per_block: tuple[int, ...] = (1, 1, 1, 1)  # ResBlocks per stage, encoder and decoder alike
     latent_channels: int = 32  # C: f8 gives (32, 4, 4) = 512 numbers per image
     shortcut: bool = True  # the space-to-channel shortcuts of residual autoencoding
-    foreground_weight: float = 4.0  # λ: extra weight of pixels that differ from the background
+    foreground_extra: float = 4.0  # λ: a pixel that differs from the background weighs 1 + λ, others 1
     batch_size: int = 32
     lr: float = 2e-3
     weight_decay: float = 0.0
@@ -131,27 +133,29 @@ def disable_shortcuts(ae: AutoencoderDC) -> AutoencoderDC:
     return ae
 
 
-def foreground_weights(images: torch.Tensor, foreground_weight: float) -> torch.Tensor:
-    """w_p = 1 + λ·[max_c |x_pc − bg_c| > 0.02] for images (B, 3, H, W) in [0, 1]; shape (B, 1, H, W)."""
+def foreground_weights(images: torch.Tensor, extra: float, threshold: float = 0.02) -> torch.Tensor:
+    """w_p = 1 + λ·[max_c |x_pc − bg_c| > threshold], λ = ``extra``: a pixel of a shape (or of its
+    antialiased edge) weighs 1 + λ, a background pixel 1. Images (B, 3, H, W) in [0, 1]; w (B, 1, H, W)."""
     bg = torch.tensor(BACKGROUND, dtype=images.dtype, device=images.device).view(1, 3, 1, 1) / 255
-    foreground = (images - bg).abs().amax(1, keepdim=True) > 0.02  # (B, 1, H, W)
-    return 1 + foreground_weight * foreground.to(images.dtype)
+    foreground = (images - bg).abs().amax(1, keepdim=True) > threshold  # (B, 1, H, W)
+    return 1 + extra * foreground.to(images.dtype)
 
 
-def weighted_mse(x_hat: torch.Tensor, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-    """Σ_p w_p ‖x̂_p − x_p‖² / Σ_p w_p, averaged over channels; x (B, 3, H, W), w (B, 1, H, W)."""
-    return (w * (x_hat - x) ** 2).sum() / (w.sum() * x.shape[1])
+def weighted_error(x_hat: torch.Tensor, x: torch.Tensor, w: torch.Tensor, norm: str = "mse") -> torch.Tensor:
+    """Σ_p w_p e_p / Σ_p w_p with e_p the squared (``"mse"``) or absolute (``"l1"``) error of pixel p,
+    averaged over channels; x̂, x (B, C, H, W), w (B, 1, H, W)."""
+    error = (x_hat - x).pow(2) if norm == "mse" else (x_hat - x).abs()  # (B, C, H, W)
+    return (w * error).sum() / (w.sum() * x.shape[1])
 
 
-class DCAETokenizer(L.LightningModule):
+class DCAETokenizer(Model):
     """A deep-compression autoencoder (diffusers' ``AutoencoderDC``) trained on the Shapes world."""
 
     Config = DCAEConfig
+    PROGRESS = ("psnr",)
 
     def __init__(self, config: DCAEConfig):
-        super().__init__()
-        self.config = config
-        self.save_hyperparameters(config.to_dict())
+        super().__init__(config)  # trained by AdamW with a linear warm-up and a cosine decay
         self.ae = build_autoencoder(config.block_out_channels, config.layers_per_block,
                                     config.latent_channels, config.shortcut)
         self.register_buffer("latent_std", torch.ones(()))  # σ_z, running estimate
@@ -205,46 +209,23 @@ class DCAETokenizer(L.LightningModule):
         return self.scaling_factor
 
     # --- training ----------------------------------------------------------------------------
-    def loss(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(L, z, x̂): the pixel-weighted MSE in [−1, 1], the latents and the raw reconstruction."""
-        x = self._check(images) * 2 - 1  # (B, 3, H, W) in [-1, 1]
+    def loss(self, batch: dict) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The pixel-weighted MSE in [−1, 1], and the PSNR of the reconstruction. In training mode
+        it also moves the running σ_z behind the scaling factor toward the batch's latents."""
+        images = self._check(batch["image"])  # (B, 3, H, W) in [0, 1]
+        x = images * 2 - 1  # (B, 3, H, W) in [-1, 1]
         z = self.ae.encode(x).latent  # (B, C, h, w)
         x_hat = self.ae.decode(z).sample  # (B, 3, H, W)
-        w = foreground_weights(images.to(self.device), self.config.foreground_weight)
-        return weighted_mse(x_hat, x, w), z, x_hat
-
-    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        images = batch["image"]
-        loss, z, x_hat = self.loss(images)
-        with torch.no_grad():  # the running σ_z behind the scaling factor
-            self.latent_std.lerp_(z.std(), 1 - self.config.scale_momentum)
-            psnr = peak_signal_noise_ratio(((x_hat + 1) / 2).clamp(0, 1), images.to(self.device), data_range=1.0)
-        B = len(images)
-        self.log("train_loss", loss, prog_bar=True, batch_size=B)
-        self.log("train_psnr", psnr, batch_size=B)
-        self.log("latent_std", self.latent_std, batch_size=B)
-        return loss
-
-    def validation_step(self, batch: dict, batch_idx: int) -> None:
-        images = batch["image"]
-        loss, _, x_hat = self.loss(images)
-        psnr = peak_signal_noise_ratio(((x_hat + 1) / 2).clamp(0, 1), images.to(self.device), data_range=1.0)
-        B = len(images)
-        self.log("val_loss", loss, prog_bar=True, batch_size=B, sync_dist=True)
-        self.log("val_psnr", psnr, prog_bar=True, batch_size=B, sync_dist=True)
-
-    def configure_optimizers(self):
-        """AdamW; linear warm-up, then cosine decay to zero."""
-        optimizer = torch.optim.AdamW(self.parameters(), lr=self.config.lr,
-                                      weight_decay=self.config.weight_decay)
-        scheduler = warmup_cosine(optimizer, self.config.warmup_steps, self.config.max_steps)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        loss = weighted_error(x_hat, x, foreground_weights(images, self.config.foreground_extra))
+        with torch.no_grad():
+            if self.training:
+                self.latent_std.lerp_(z.std(), 1 - self.config.scale_momentum)
+            psnr = peak_signal_noise_ratio(((x_hat + 1) / 2).clamp(0, 1), images, data_range=1.0)
+        return loss, {"psnr": psnr, "latent_std": self.latent_std}
 
 
 # --- recipes -----------------------------------------------------------------------------------
 def _evaluate(model: DCAETokenizer, profile: str) -> dict:
-    from cotlab.tokenizers.metrics import evaluate_tokenizer
-
     return evaluate_tokenizer(model, n=model.config.eval_n)
 
 

@@ -26,7 +26,7 @@ how it is drawn); the decoder must turn either into an image.
 
 HART's recipe is stage 3 alone, from scratch and with nothing frozen (``RECIPE_ALTERNATING``): the
 encoder and the codebook then learn while the decoder is also asked to use the residual.
-L_rec is the pixel-weighted MSE of ``cotlab.tokenizers.dcae``; L_vq is the commitment term of
+L_rec is the pixel-weighted MSE of ``cotlab.tokenizers.dcae`` (λ = ``foreground_extra``); L_vq is the commitment term of
 ``cotlab.tokenizers.vq.VectorQuantizer``.
 
 Two details make the stages work at this size. The codes are looked up by Euclidean distance in Z's
@@ -41,13 +41,13 @@ import random
 from dataclasses import dataclass
 from typing import ClassVar
 
-import lightning as L
 import torch
 from torchmetrics.functional.image import peak_signal_noise_ratio
 
-from cotlab.harness import Recipe
+from cotlab.harness import Model, Recipe
 from cotlab.profiles import ProfileConfig
-from cotlab.tokenizers.dcae import build_autoencoder, foreground_weights, weighted_mse
+from cotlab.tokenizers.dcae import build_autoencoder, foreground_weights, weighted_error
+from cotlab.tokenizers.metrics import evaluate_tokenizer, variants
 from cotlab.tokenizers.vq import VectorQuantizer
 
 
@@ -62,7 +62,7 @@ class HybridConfig(ProfileConfig):
     decay: float = 0.9  # γ of the EMA codebook: fast, so the codes keep up with a moving encoder
     dead_code_threshold: float = 0.1  # restart codes whose EMA count falls below
     beta: float = 0.25  # commitment weight
-    foreground_weight: float = 4.0  # λ of the pixel-weighted MSE
+    foreground_extra: float = 4.0  # λ of the pixel-weighted MSE: a foreground pixel weighs 1 + λ
     warmup_until: float = 0.2  # stage 1 (continuous warm-up) ends at this share of max_steps
     discrete_until: float = 0.6  # stage 2 (discrete learning) ends here; stage 3 (alternating) follows
     freeze: bool = True  # stage 3 trains the decoder only; False: everything (HART)
@@ -92,15 +92,15 @@ class HybridConfig(ProfileConfig):
 ALTERNATING = dict(warmup_until=0.0, discrete_until=0.0, freeze=False)
 
 
-class HybridTokenizer(L.LightningModule):
+class HybridTokenizer(Model):
     """A hybrid tokenizer (DC-AE f8 encoder, VQ, one decoder) trained in stages on the Shapes world."""
 
     Config = HybridConfig
+    PROGRESS = ("stage", "usage")
 
     def __init__(self, config: HybridConfig):
-        super().__init__()
-        self.config = c = config
-        self.save_hyperparameters(config.to_dict())
+        super().__init__(config)
+        c = config
         self.ae = build_autoencoder(c.block_out_channels, c.layers_per_block, c.latent_channels)  # E and D
         # Euclidean lookup in Z's own space (no cosine, no projection): Z_q is the code nearest to Z
         self.quantizer = VectorQuantizer(c.latent_channels, c.codebook_size, beta=c.beta, ema=True,
@@ -206,44 +206,44 @@ class HybridTokenizer(L.LightningModule):
             logs.update(usage=stats["usage"], perplexity=stats["perplexity"],
                         residual_rms=z_r.detach().pow(2).mean().sqrt())
         x_hat = self.ae.decode(z_dec).sample  # (B, 3, H, W)
-        w = foreground_weights(images.to(self.device), self.config.foreground_weight)  # (B, 1, H, W)
-        rec = weighted_mse(x_hat, x, w)
+        w = foreground_weights(images.to(self.device), self.config.foreground_extra)  # (B, 1, H, W)
+        rec = weighted_error(x_hat, x, w)
         learns_codes = stage == 2 or (stage == 3 and not self.config.freeze)
         loss = rec + vq_loss if learns_codes else rec
         psnr = peak_signal_noise_ratio(((x_hat.detach() + 1) / 2).clamp(0, 1), images.to(self.device),
                                        data_range=1.0)
         return loss, {"rec_loss": rec, "vq_loss": vq_loss, "psnr": psnr, **logs}
 
-    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+    def loss(self, batch: dict) -> tuple[torch.Tensor, dict]:
+        """The loss of the stage at the current step (``losses``), its PSNR named by the path decoded
+        (``continuous_psnr`` or ``discrete_psnr``), and the stage. Sets the stage's frozen parts."""
         stage = self.stage(self.global_step)
         self.set_stage(stage)
         # stage 1 decodes Z, stage 2 decodes Z_q, stage 3 either with p = p_continuous
         continuous = stage == 1 or (stage == 3 and random.random() < self.config.p_continuous)
         loss, logs = self.losses(batch["image"], stage, continuous)
-        B = len(batch["image"])
-        self.log("train_loss", loss, prog_bar=True, batch_size=B)
-        self.log("stage", float(stage), prog_bar=True, batch_size=B)
-        path = "continuous" if continuous else "discrete"
-        for name, value in logs.items():
-            key = f"train_{path}_psnr" if name == "psnr" else f"train_{name}"
-            self.log(key, value, prog_bar=name in ("usage",), batch_size=B)
-        return loss
+        logs[f"{'continuous' if continuous else 'discrete'}_psnr"] = logs.pop("psnr")
+        return loss, {"stage": float(stage), **logs}
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
+        """The PSNR of both decoding paths (not the training loss, which draws one path at random)."""
         images = batch["image"].to(self.device)
         B = len(images)
         for name, residual in (("discrete", False), ("hybrid", True)):
             psnr = peak_signal_noise_ratio(self.reconstruct(images, residual), images, data_range=1.0)
             self.log(f"val_psnr_{name}", psnr, prog_bar=True, batch_size=B, sync_dist=True)
 
+    def parameter_groups(self) -> list[dict]:
+        """Every learnable parameter (frozen ones get no gradient and are skipped)."""
+        return [{"params": [p for name, p in self.named_parameters() if name in self.learnable]}]
+
     def configure_optimizers(self):
-        """AdamW over every learnable parameter (frozen ones get no gradient and are skipped).
-        The learning rate decays on one cosine over all stages, and *each stage starts with its own
-        linear warm-up*: when a stage begins, the loss jumps (a new path to decode) while Adam's
-        second moments still hold the previous stage's small gradients, and a full-size step then
-        throws the latents off the freshly initialised codebook."""
-        params = [p for name, p in self.named_parameters() if name in self.learnable]
-        optimizer = torch.optim.AdamW(params, lr=self.config.lr, weight_decay=self.config.weight_decay)
+        """The base's AdamW, with a schedule of its own: the learning rate decays on one cosine over
+        all stages, and *each stage starts with its own linear warm-up*: when a stage begins, the loss
+        jumps (a new path to decode) while Adam's second moments still hold the previous stage's small
+        gradients, and a full-size step then throws the latents off the freshly initialised codebook."""
+        optimizer = torch.optim.AdamW(self.parameter_groups(), lr=self.config.lr,
+                                      weight_decay=self.config.weight_decay, betas=self.BETAS)
         warmup, total = self.config.warmup_steps, self.config.max_steps
 
         def factor(step: int) -> float:
@@ -257,8 +257,6 @@ class HybridTokenizer(L.LightningModule):
 # --- recipes -----------------------------------------------------------------------------------
 def evaluate(model: HybridTokenizer, profile: str | None = None) -> dict:
     """``evaluate_tokenizer`` on both paths: keys ``discrete_*`` and ``discrete+residual_*``."""
-    from cotlab.tokenizers.metrics import evaluate_tokenizer, variants
-
     return {f"{variant}_{key}": value for variant, options in variants(model).items()
             for key, value in evaluate_tokenizer(model, n=model.config.eval_n, **options).items()}
 

@@ -39,8 +39,8 @@ The encoder and decoder are the toy-size ``AutoencoderDC`` of ``cotlab.tokenizer
 so the VQ tokenizer, the DC-AE and the hybrid differ only in what happens between encoder and decoder.
 On the Shapes world (4×4 cells of 8×8 px at 32×32) four stages (f8) give a 4×4 grid, one token per
 cell; three (f4) give 8×8. The plain background fills about 90% of the pixels, so the reconstruction loss
-weighs the pixels that differ from it ``foreground_weight`` times more: small shapes and their colours
-are what the tokenizer must not lose.
+weighs the pixels that differ from it ``foreground_weight`` times more (DC-AE's ``foreground_weights``
+with λ = foreground_weight − 1): small shapes and their colours are what the tokenizer must not lose.
 """
 from __future__ import annotations
 
@@ -48,17 +48,16 @@ import math
 from dataclasses import dataclass
 from typing import ClassVar
 
-import lightning as L
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 from torchmetrics.functional.image import peak_signal_noise_ratio
 
-from cotlab.harness import Recipe, warmup_cosine
+from cotlab.harness import Model, Recipe
 from cotlab.profiles import ProfileConfig
-from cotlab.shapes import BACKGROUND
-from cotlab.tokenizers.dcae import build_autoencoder
+from cotlab.tokenizers.dcae import build_autoencoder, foreground_weights, weighted_error
+from cotlab.tokenizers.metrics import evaluate_tokenizer
 
 
 # --- config ------------------------------------------------------------------------------------
@@ -79,7 +78,7 @@ class VQConfig(ProfileConfig):
     quantize_after: float = 0.2  # share of max_steps trained without quantizing (then k-means starts)
     beta: float = 0.25  # β, weight of the commitment loss
     rec_loss: str = "mse"  # "mse" or "l1"
-    foreground_weight: float = 5.0  # weight of pixels that differ from the background (others: 1)
+    foreground_weight: float = 5.0  # weight of a pixel that differs from the background by > 0.1 (others: 1)
     batch_size: int = 32
     lr: float = 1e-3
     warmup_steps: int = 100
@@ -296,21 +295,20 @@ class VectorQuantizer(nn.Module):
 
 
 # --- the tokenizer -----------------------------------------------------------------------------
-class VQTokenizer(L.LightningModule):
+class VQTokenizer(Model):
     """A VQ tokenizer: DC-AE encoder, vector quantizer, DC-AE decoder, trained on Shapes scenes."""
 
     Config = VQConfig
+    PROGRESS = ("usage", "perplexity")
+    BETAS = (0.9, 0.99)  # AdamW without weight decay, i.e. Adam; linear warm-up, then cosine decay
 
     def __init__(self, config: VQConfig):
-        super().__init__()
-        self.config = c = config
-        self.save_hyperparameters(config.to_dict())
+        super().__init__(config)
+        c = config
         self.ae = build_autoencoder(c.block_out_channels, c.layers_per_block, c.z_channels)  # E and G
         self.quantizer = VectorQuantizer(
             c.z_channels, c.codebook_size, c.code_dim, beta=c.beta, cosine=c.cosine, ema=c.ema,
             decay=c.decay, kmeans_init=c.kmeans_init, dead_code_threshold=c.dead_code_threshold)
-        self.register_buffer("background", torch.tensor(BACKGROUND, dtype=torch.float32).div(255).view(1, 3, 1, 1),
-                             persistent=False)
 
     # --- the shared tokenizer interface --------------------------------------------------------
     @property
@@ -365,16 +363,14 @@ class VQTokenizer(L.LightningModule):
         return not self.training or self.global_step >= self.config.quantize_after * self.config.max_steps
 
     def reconstruction_loss(self, x_hat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        """Per-pixel error, weighted mean with weight ``foreground_weight`` where x differs from the
-        background by more than 0.1 in some channel (shapes and their antialiased edges), 1 elsewhere."""
-        error = (x_hat - x).pow(2) if self.config.rec_loss == "mse" else (x_hat - x).abs()  # (B, 3, H, W)
-        foreground = (x - self.background).abs().amax(1, keepdim=True) > 0.1  # (B, 1, H, W)
-        weight = 1 + (self.config.foreground_weight - 1) * foreground.float()
-        return (weight * error).sum() / (weight.sum() * 3)
+        """Per-pixel error (``rec_loss``), weighted mean with weight ``foreground_weight`` where x differs
+        from the background by more than 0.1 in some channel (shapes and their antialiased edges), 1 elsewhere."""
+        w = foreground_weights(x, self.config.foreground_weight - 1, threshold=0.1)  # (B, 1, H, W)
+        return weighted_error(x_hat, x, w, self.config.rec_loss)
 
-    def losses(self, images: torch.Tensor) -> tuple[torch.Tensor, dict]:
-        """The training loss L = L_rec + L_vq, and what to log."""
-        x = images.to(self.device)
+    def loss(self, batch: dict) -> tuple[torch.Tensor, dict]:
+        """The training loss L = L_rec + L_vq, and what to log; updates the codebook in training mode."""
+        x = batch["image"].to(self.device)
         if self.quantizing:
             x_hat, _, vq_loss, stats = self(x)
         else:  # continuous warm-up: the decoder sees z in the lookup space, unquantized
@@ -382,28 +378,6 @@ class VQTokenizer(L.LightningModule):
         rec = self.reconstruction_loss(x_hat, x)
         psnr = peak_signal_noise_ratio(x_hat.detach().clamp(0, 1), x, data_range=1.0)
         return rec + vq_loss, {"rec_loss": rec, "vq_loss": vq_loss, "psnr": psnr, **stats}
-
-    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        loss, logs = self.losses(batch["image"])
-        B = len(batch["image"])
-        self.log("train_loss", loss, prog_bar=True, batch_size=B)
-        for name, value in logs.items():
-            self.log(f"train_{name}", value, prog_bar=name in ("usage", "perplexity"), batch_size=B)
-        return loss
-
-    def validation_step(self, batch: dict, batch_idx: int) -> None:
-        loss, logs = self.losses(batch["image"])
-        B = len(batch["image"])
-        self.log("val_loss", loss, prog_bar=True, batch_size=B, sync_dist=True)
-        for name in ("rec_loss", "psnr", "usage", "perplexity"):
-            self.log(f"val_{name}", logs[name], batch_size=B, sync_dist=True)
-
-    def configure_optimizers(self):
-        """Adam; linear warmup, then cosine decay to zero at ``max_steps``."""
-        params = [p for p in self.parameters() if p.requires_grad]
-        optimizer = torch.optim.Adam(params, lr=self.config.lr, betas=(0.9, 0.99))
-        scheduler = warmup_cosine(optimizer, self.config.warmup_steps, self.config.max_steps)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
 
 # --- recipes -----------------------------------------------------------------------------------
@@ -427,8 +401,6 @@ PLAIN = dict(code_dim=None, cosine=False, ema=False, kmeans_init=False, dead_cod
 
 
 def _evaluate(model: VQTokenizer, profile: str) -> dict:
-    from cotlab.tokenizers.metrics import evaluate_tokenizer
-
     return evaluate_tokenizer(model, n=model.config.eval_scenes)
 
 

@@ -25,7 +25,6 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -34,9 +33,9 @@ from tqdm.auto import tqdm
 from cotlab import geneval
 from cotlab.harness import checkpoint_card, load_checkpoint
 from cotlab.io import RUNS_DIR, atomic_output
-from cotlab.masked_ar.decoding import Paths, path_seed
+from cotlab.metrics import to_uint8
+from cotlab.sampling import path_seed
 from cotlab.shapes import TAGS, World, sample_prompt
-from cotlab.tokenizers.metrics import to_uint8
 
 KINDS = ("none",) + geneval.CLAUSES  # reflection classes: index 0 = nothing fails
 
@@ -90,18 +89,17 @@ def _judge_all(images: torch.Tensor, metas: list[dict]) -> list[bool]:
 
 
 @torch.no_grad()
-def rollouts(model, captions: list[str], metas: list[dict], states: torch.Tensor, k: int, steps: int,
-             cfg: float, seeds: list[int]) -> np.ndarray:
-    """Finish k decodings from each partial state (S, N) (committed tokens, [MASK] elsewhere) at
-    temperature 1: (S, k) bool, whether each rollout's final image is correct."""
+def rollouts(generator, captions: list[str], metas: list[dict], states: list, k: int, seeds: list[int],
+             **options) -> np.ndarray:
+    """Finish k decodings from each of S partial states (``Paths.state``) at temperature 1: (S, k)
+    bool, whether each rollout's final image is correct."""
     S = len(states)
-    paths = Paths(model, [c for c in captions for _ in range(k)], steps, cfg,
-                  [path_seed(s, i) for s in seeds for i in range(k)])
-    for row, state in enumerate(states.repeat_interleave(k, dim=0)):
-        paths.restart(row, state)
-    while not bool(paths.done().all()):
-        paths.advance()
-    finals = paths.images(sampled=False)
+    paths = generator.paths([c for c in captions for _ in range(k)],
+                            [path_seed(s, i) for s in seeds for i in range(k)], **options)
+    for row, state in enumerate(state for state in states for _ in range(k)):
+        paths.restore(row, state)
+    paths.finish()
+    finals = paths.images(final=True)
     return np.array(_judge_all(finals, [m for m in metas for _ in range(k)])).reshape(S, k)
 
 
@@ -118,14 +116,14 @@ def build(spec: DataSpec, progress: bool = True) -> dict:
     F, S = {}, {}  # column name -> values, for finals and step images
     for p, meta in enumerate(tqdm(metas, desc="verifier data", disable=not progress, mininterval=5)):
         captions = [meta["prompt"]] * spec.paths
-        paths = Paths(model, captions, spec.steps, spec.cfg,
-                      [path_seed(spec.seed, p, j) for j in range(spec.paths)], spec.sample_temperature)
+        paths = model.paths(captions, [path_seed(spec.seed, p, j) for j in range(spec.paths)], steps=spec.steps,
+                            cfg=spec.cfg, sample_temperature=spec.sample_temperature)
         states, images = [], []
         while not bool(paths.done().all()):
             paths.advance()
-            states.append(paths.tokens.clone())  # (P, N) after this step
+            states.append([paths.state(j) for j in range(spec.paths)])  # each path's state after this step
             images.append(paths.images())  # (P, 3, H, W) intermediate
-        final = paths.images(sampled=False)
+        final = paths.images(final=True)
         for j, image in enumerate(to_uint8(final)):
             kind, redo = reflection_target(image, meta)
             _add(F, image=image, caption=meta["prompt"], meta=meta, prompt=p, correct=kind == 0,
@@ -134,10 +132,10 @@ def build(spec: DataSpec, progress: bool = True) -> dict:
             continue
         P_, T = spec.rollout_paths, spec.steps
         last = [F["correct"][-spec.paths + j] for j in range(P_)]
-        partial = torch.stack([states[t][j] for j in range(P_) for t in range(T - 1)])  # (P′(T−1), N)
+        partial = [states[t][j] for j in range(P_) for t in range(T - 1)]  # P′(T−1) states
         seeds = [path_seed(spec.seed, p, j, t + 1) for j in range(P_) for t in range(T - 1)]
-        outcome = rollouts(model, [meta["prompt"]] * len(partial), [meta] * len(partial), partial,
-                           spec.rollouts, T, spec.cfg, seeds).reshape(P_, T - 1, spec.rollouts)
+        outcome = rollouts(model, [meta["prompt"]] * len(partial), [meta] * len(partial), partial, spec.rollouts,
+                           seeds, steps=T, cfg=spec.cfg).reshape(P_, T - 1, spec.rollouts)
         for j in range(P_):
             step_images = to_uint8(torch.stack([images[t][j] for t in range(T)]))  # (T, H, W, 3)
             shown = _judge_all(torch.stack([images[t][j] for t in range(T)]), [meta] * T)

@@ -17,26 +17,18 @@ import torch
 from tqdm.auto import tqdm
 
 from cotlab import geneval
-from cotlab.masked_ar.decoding import Paths, path_seed
-from cotlab.tokenizers.metrics import to_uint8
+from cotlab.metrics import to_uint8
+from cotlab.sampling import path_seed
 from cotlab.verification import search
 from cotlab.verification.metrics import classification, clip_probability
 
-STRATEGIES = {  # name -> the paper's row
-    "baseline": "baseline (one sample)",
-    "orm_zero_shot": "ORM zero-shot (CLIPScore)",
-    "orm": "ORM fine-tuned",
-    "prm_zero_shot": "PRM zero-shot (CLIPScore)",
-    "prm": "PRM fine-tuned",
-    "parm": "PARM",
-    "parm++": "PARM++",
-    "oracle": "oracle (exact evaluator)",
-}
+STRATEGIES = {"baseline": "baseline (one sample)",  # name -> the paper's row, in its order
+              **{name: verifier.label for name, verifier in search.VERIFIERS.items()}}
 PAPER = {  # Show-o on GenEval, best-of-20 (arXiv 2501.13926, Tables 1 and 5); PARM++ from the Table 5 base
     "baseline": dict(single_object=.95, two_object=.52, counting=.49, colors=.82, position=.11, color_attr=.28, overall=.53),
-    "orm_zero_shot": dict(single_object=.99, two_object=.63, counting=.63, colors=.84, position=.19, color_attr=.39, overall=.61),
+    "clip": dict(single_object=.99, two_object=.63, counting=.63, colors=.84, position=.19, color_attr=.39, overall=.61),
     "orm": dict(single_object=.99, two_object=.72, counting=.65, colors=.84, position=.25, color_attr=.33, overall=.63),
-    "prm_zero_shot": dict(single_object=.98, two_object=.51, counting=.54, colors=.82, position=.11, color_attr=.23, overall=.53),
+    "clip-prm": dict(single_object=.98, two_object=.51, counting=.54, colors=.82, position=.11, color_attr=.23, overall=.53),
     "prm": dict(single_object=.98, two_object=.55, counting=.54, colors=.83, position=.13, color_attr=.29, overall=.55),
     "parm": dict(single_object=.99, two_object=.77, counting=.68, colors=.86, position=.29, color_attr=.45, overall=.67),
     "parm++": dict(single_object=.99, two_object=.71, counting=.69, colors=.95, position=.36, color_attr=.49, overall=.70),
@@ -61,7 +53,8 @@ def compare(generator, verifiers: dict, metas: list[dict], n_samples: int = 4, N
     (strategy -> {n: overall}), ``quality`` (verifier -> final/step precision, recall, AUROC),
     ``rows`` (strategy -> judged rows), ``parm`` (pruning facts) and ``seconds``."""
     clip, orm, prm, parm = (verifiers[k] for k in ("clip", "orm", "prm", "parm"))
-    step_scorers = {"prm_zero_shot": search.clip_scorer(clip), "prm": search.reward_scorer(prm)}
+    step_scorers = {"clip-prm": search.clip_scorer(clip), "prm": search.reward_scorer(prm)}
+    options = dict(steps=steps, cfg=cfg)
     scaling = tuple(n for n in scaling if n <= N)
     rows = {k: [] for k in STRATEGIES}
     curve_rows = {k: {n: [] for n in scaling} for k in STRATEGIES if k not in ("baseline", "parm++")}
@@ -85,14 +78,14 @@ def compare(generator, verifiers: dict, metas: list[dict], n_samples: int = 4, N
                 curve_rows[name][n].append(row)
 
         # the pool: N full paths per sample (all samples in one batch), judged and scored by every verifier
-        pool = Paths(generator, [caption] * (n_samples * N), steps, cfg, [s for seeds in seeds_of for s in seeds])
+        pool = generator.paths([caption] * (n_samples * N), [s for seeds in seeds_of for s in seeds], **options)
         watched = [j * N + c for j in range(n_samples) for c in range(2)]  # step images of two paths per sample
         step_images, step_t = [], []
         while not bool(pool.done().all()):
             pool.advance()
             step_images.append(pool.images(watched))
-            step_t += [float(pool.position[0]) / steps] * len(watched)
-        all_finals = pool.images(sampled=False)  # (n_samples·N, 3, H, W)
+            step_t += [float(pool.position[0]) / pool.steps] * len(watched)
+        all_finals = pool.images(final=True)  # (n_samples·N, 3, H, W)
         captions = [caption] * len(all_finals)
         all_correct = np.array([geneval.judge(x, meta)[0] for x in to_uint8(all_finals)])
         all_scores = {"clip": clip_probability(clip, all_finals, captions).numpy(),
@@ -111,18 +104,17 @@ def compare(generator, verifiers: dict, metas: list[dict], n_samples: int = 4, N
         for j, seeds in enumerate(seeds_of):
             pick = slice(j * N, (j + 1) * N)
             finals, correct = all_finals[pick], all_correct[pick]
-            scores = {"orm_zero_shot": all_scores["clip"][pick], "orm": all_scores["orm"][pick],
+            scores = {"clip": all_scores["clip"][pick], "orm": all_scores["orm"][pick],
                       "oracle": correct.astype(float)}
             parm_yes = all_scores["parm"][pick]
             add("baseline", j, finals[0], per_path, 0)
-            for name in ("orm_zero_shot", "orm", "oracle"):
+            for name in ("clip", "orm", "oracle"):
                 add(name, j, finals[int(np.argmax(scores[name]))], per_path * N, N)
                 for n in scaling:
                     add(name, j, finals[int(np.argmax(scores[name][:n]))], 0, 0, n)
 
             # PARM, with real pruning, then PARM++'s reflection on the same paths
-            paths = Paths(generator, [caption] * N, steps, cfg, seeds)
-            result = search.parm_search(generator, caption, seeds, parm, steps, cfg, paths=paths)
+            result = search.parm_search(generator, caption, seeds, parm, **options)
             add("parm", j, result.image, result.passes, result.calls)
             trace = result.trace
             parm_facts["kept"].append(int((~trace["pruned"]).sum()))
@@ -131,15 +123,15 @@ def compare(generator, verifiers: dict, metas: list[dict], n_samples: int = 4, N
             parm_facts["resumed"] += int(trace["pruned"].all())
             for n in scaling:
                 add("parm", j, finals[parm_at(trace, parm_yes, n)], 0, 0, n)
-            refined = search.reflect(generator, paths, result, parm, caption, rounds)
+            refined = search.reflect(result, parm, caption, rounds)
             add("parm++", j, refined.image, refined.passes, refined.calls)
 
             # step-level PRM search: at N, and over the scaling Ns on every scaling_every-th prompt
-            for name in ("prm_zero_shot", "prm"):
+            for name in ("clip-prm", "prm"):
                 for n in sorted(set(scaling) | {N}):
                     if n != N and i % scaling_every:
                         continue
-                    found = search.step_search(generator, caption, seeds[:n], step_scorers[name], steps, cfg)
+                    found = search.step_search(generator, caption, seeds[:n], step_scorers[name], **options)
                     if n == N:
                         add(name, j, found.image, found.passes, found.calls)
                     if n in scaling:

@@ -3,7 +3,7 @@
 With scores s_i, labels y_i ∈ {0, 1} and the decision s_i ≥ θ (θ = 0.5 for a probability):
 
     precision = #{s ≥ θ, y = 1} / #{s ≥ θ}        recall = #{s ≥ θ, y = 1} / #{y = 1}
-    AUROC     = P(s_pos > s_neg) + ½ P(s_pos = s_neg)   (Mann–Whitney: any threshold, ranks only)
+    AUROC     = P(s_pos > s_neg) + ½ P(s_pos = s_neg)   (the area under the ROC curve: any threshold, ranks only)
 
 On final images y is GenEval's verdict; on step images it is whether the *path* ends correct — what
 a verifier looking at step t must foresee.
@@ -12,32 +12,24 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from torchmetrics.functional.classification import (binary_accuracy, binary_auroc, binary_precision,
+                                                   binary_recall)
 
-
-def auroc(scores, labels) -> float:
-    """The probability that a random positive scores above a random negative (ties count ½)."""
-    s, y = np.asarray(scores, float), np.asarray(labels, bool)
-    if y.all() or not y.any():
-        return float("nan")
-    order = np.argsort(s, kind="mergesort")
-    ranks = np.empty(len(s))
-    sorted_s = s[order]
-    # average ranks of ties
-    _, first, counts = np.unique(sorted_s, return_index=True, return_counts=True)
-    for f, c in zip(first, counts):
-        ranks[order[f:f + c]] = f + (c + 1) / 2
-    n_pos, n_neg = y.sum(), (~y).sum()
-    return float((ranks[y].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+from cotlab.verification.data import DataSpec, load_or_build
 
 
 def classification(scores, labels, threshold: float = 0.5) -> dict[str, float]:
-    """precision, recall, accuracy at ``threshold``, AUROC, and the share of positives."""
-    s, y = np.asarray(scores, float), np.asarray(labels, bool)
-    said = s >= threshold
-    tp = float((said & y).sum())
-    return {"precision": tp / said.sum() if said.any() else float("nan"),
-            "recall": tp / y.sum() if y.any() else float("nan"),
-            "accuracy": float((said == y).mean()), "auroc": auroc(s, y), "positives": float(y.mean())}
+    """precision, recall, accuracy at ``threshold`` (the decision s ≥ θ), AUROC, and the share of
+    positives; counted by torchmetrics. Precision without a positive decision, recall without a
+    positive label and AUROC with a single class are undefined: nan."""
+    s, y = torch.as_tensor(np.asarray(scores, float)), torch.as_tensor(np.asarray(labels, bool)).long()
+    said = (s >= threshold).float()  # the decision, then counted as torchmetrics counts
+    nan = float("nan")
+    return {"precision": binary_precision(said, y).item() if said.any() else nan,
+            "recall": binary_recall(said, y).item() if y.any() else nan,
+            "accuracy": binary_accuracy(said, y).item(),
+            "auroc": binary_auroc(s, y).item() if 0 < y.sum() < len(y) else nan,
+            "positives": y.float().mean().item()}
 
 
 def clip_probability(clip, images: torch.Tensor, captions: list[str], batch_size: int = 512) -> torch.Tensor:
@@ -53,8 +45,6 @@ def heldout_quality(model, profile: str) -> dict[str, float]:
     (prompts and paths unseen in training): its ``yes`` against the verdicts of final images, and
     for PRM and PARM against the path outcome on step images (PARM: ``potential``) and, for PARM,
     ``clear`` against the measured clarity."""
-    from cotlab.verification.data import DataSpec, load_or_build
-
     smoke = profile == "smoke"
     spec = DataSpec(generator=model.config.generator, prompts=6 if smoke else 120, paths=2 if smoke else 4,
                     rollout_prompts=3 if smoke else 40, rollout_paths=1 if smoke else 2,

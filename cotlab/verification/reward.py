@@ -27,15 +27,16 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 import lightning as L
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from cotlab.harness import Recipe, checkpoint_config, load_checkpoint, warmup_cosine
+from cotlab.clip import ShapesCLIP
+from cotlab.harness import Model, Recipe, checkpoint_config, load_checkpoint
 from cotlab.profiles import ProfileConfig
 from cotlab.verification.data import KINDS, DataSpec, load_or_build
+from cotlab.verification.metrics import heldout_quality
 
 TASKS = {"orm": ("yes",), "prm": ("yes",), "parm": ("yes", "clear", "potential", "kind", "redo")}
 
@@ -78,17 +79,15 @@ class RewardConfig(ProfileConfig):
                         rollouts=self.rollouts)
 
 
-class RewardModel(L.LightningModule):
+class RewardModel(Model):
     """A reward model (ORM, PRM or PARM) on the CLIP towers: yes / clear / potential / kind / redo heads."""
 
     Config = RewardConfig
+    PROGRESS = ("yes_acc",)
 
     def __init__(self, config: RewardConfig):
-        super().__init__()
-        self.config = config
-        self.save_hyperparameters(config.to_dict())
+        super().__init__(config)
         if torch.empty(0).is_meta:  # built on the meta device (shapes only): no weights to load
-            from cotlab.clip import ShapesCLIP
             clip = ShapesCLIP(ShapesCLIP.Config(**checkpoint_config(config.backbone)))
         else:  # fine-tuning starts from the shipped CLIP
             clip = load_checkpoint(config.backbone)
@@ -163,22 +162,11 @@ class RewardModel(L.LightningModule):
             total = total + value
         return total, logs
 
-    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        loss, logs = self.loss(batch)
-        B = len(batch["caption"])
-        self.log("train_loss", loss, prog_bar=True, batch_size=B)
-        for name, value in logs.items():
-            self.log(f"train_{name}", value, prog_bar=name == "yes_acc", batch_size=B)
-        return loss
-
-    def configure_optimizers(self):
-        """AdamW; the CLIP towers at lr/5 (fine-tuned), the new layers at lr; warm-up, then cosine."""
+    def parameter_groups(self) -> list[dict]:
+        """The CLIP towers at lr/5 (fine-tuned), the new layers at lr."""
         towers = [p for n, p in self.named_parameters() if n.startswith(("vision.", "text."))]
         new = [p for n, p in self.named_parameters() if not n.startswith(("vision.", "text."))]
-        optimizer = torch.optim.AdamW([{"params": towers, "lr": self.config.lr / 5}, {"params": new}],
-                                      lr=self.config.lr, weight_decay=self.config.weight_decay)
-        scheduler = warmup_cosine(optimizer, self.config.warmup_steps, self.config.max_steps)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        return [{"params": towers, "lr": self.config.lr / 5}, {"params": new}]
 
 
 # --- data ------------------------------------------------------------------------------------------
@@ -235,18 +223,12 @@ class RewardData(L.LightningDataModule):
 
 
 # --- recipes -----------------------------------------------------------------------------------
-def _evaluate(model: RewardModel, profile: str) -> dict:
-    """Precision, recall and AUROC against the exact evaluator on held-out generator samples."""
-    from cotlab.verification.metrics import heldout_quality
-    return heldout_quality(model, profile)
-
-
 def _recipe(task: str, description: str) -> Recipe:
     def config(profile: str) -> RewardConfig:
         return RewardConfig.for_profile(profile, task=task)
 
     return Recipe(task, lambda profile: RewardModel(config(profile)),
-                  lambda profile, seed: RewardData(config(profile), seed), _evaluate, description)
+                  lambda profile, seed: RewardData(config(profile), seed), heldout_quality, description)
 
 
 RECIPE_ORM = _recipe("orm", "ORM: yes/no on final images of maskgit, labelled by the exact evaluator")

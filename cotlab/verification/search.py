@@ -3,7 +3,10 @@
 Every search makes one final image for one prompt from N candidate paths (``seeds``, one per path:
 path c draws from its own random stream, so the first n paths of a search with N are those of a
 search with n) and reports what it cost: generator forward passes (two per step with guidance) and
-verifier calls, for that one final image.
+verifier calls, for that one final image. The searches see the generator only through
+``cotlab.sampling.Paths`` (``generator.paths(captions, seeds, **options)``; ``options`` such as
+``steps`` and ``cfg`` go there), so they work on every generator; reflection needs one that can
+``redraw``.
 
 - **best-of-N** (ORM; the exact evaluator as an oracle): decode N paths, score the N finals, keep the best.
 - **step-level search** (PRM): at each step t, draw N continuations of the one current state (one
@@ -28,8 +31,8 @@ import numpy as np
 import torch
 
 from cotlab import geneval
-from cotlab.masked_ar.decoding import Paths
-from cotlab.tokenizers.metrics import to_uint8
+from cotlab.metrics import to_uint8
+from cotlab.sampling import Paths
 from cotlab.verification.data import KINDS
 from cotlab.verification.metrics import clip_probability
 
@@ -66,45 +69,43 @@ def oracle_scorer(metas_by_caption: dict[str, dict]) -> Scorer:
 
 
 # --- searches ----------------------------------------------------------------------------------
-def _paths(model, caption: str, seeds: list[int], steps: int, cfg: float) -> Paths:
-    return Paths(model, [caption] * len(seeds), steps, cfg, seeds)
-
-
 @torch.no_grad()
-def best_of_n(model, caption: str, seeds: list[int], scorer: Scorer, steps: int = 8, cfg: float = 3.0) -> Search:
+def best_of_n(generator, caption: str, seeds: list[int], scorer: Scorer, **options) -> Search:
     """Decode len(seeds) paths and keep the final the scorer likes best."""
-    paths = _paths(model, caption, seeds, steps, cfg)
-    while not bool(paths.done().all()):
-        paths.advance()
-    finals = paths.images(sampled=False)  # (N, 3, H, W)
+    paths = generator.paths([caption] * len(seeds), seeds, **options)
+    paths.finish()
+    finals = paths.images(final=True)  # (N, 3, H, W)
     scores = scorer(finals, [caption] * len(seeds), torch.ones(len(seeds)))
     best = int(scores.argmax())
     return Search(finals[best], int(paths.passes.sum()), len(seeds), best, {"finals": finals, "scores": scores})
 
 
 @torch.no_grad()
-def step_search(model, caption: str, seeds: list[int], scorer: Scorer, steps: int = 8, cfg: float = 3.0) -> Search:
+def step_search(generator, caption: str, seeds: list[int], scorer: Scorer, **options) -> Search:
     """Step-level search with a PRM: keep the best of N continuations at every step."""
-    paths, N = _paths(model, caption, seeds, steps, cfg), len(seeds)
+    N = len(seeds)
+    paths = generator.paths([caption] * N, seeds, **options)
     chosen, trace = 0, {"images": [], "scores": [], "chosen": []}
-    for t in range(steps):
+    for t in range(paths.steps):
         paths.advance(shared=True)  # all N rows hold one state: one forward pass, N samples
         images = paths.images()  # (N, 3, H, W) intermediate
-        scores = scorer(images, [caption] * N, torch.full((N,), (t + 1) / steps))
+        scores = scorer(images, [caption] * N, torch.full((N,), (t + 1) / paths.steps))
         chosen = int(scores.argmax())
         paths.copy_state(chosen, range(N))
         for key, value in (("images", images), ("scores", scores), ("chosen", chosen)):
             trace[key].append(value)
-    return Search(paths.images([chosen], sampled=False)[0], int(paths.passes.sum()), N * steps, chosen, trace)
+    return Search(paths.images([chosen], final=True)[0], int(paths.passes.sum()), N * paths.steps, chosen, trace)
 
 
 @torch.no_grad()
-def parm_search(model, caption: str, seeds: list[int], parm, steps: int = 8, cfg: float = 3.0,
-                threshold: float = 0.5, paths: Paths | None = None) -> Search:
-    """PARM with real pruning (module docstring). ``trace``: per path the step it turned clear and its
-    potential there (−1 / nan if never), whether it was pruned, and the survivors' ``yes``."""
+def parm_search(generator, caption: str, seeds: list[int], parm, threshold: float = 0.5,
+                paths: Paths | None = None, **options) -> Search:
+    """PARM with real pruning (module docstring), on ``paths`` if given (else new ones). ``trace``: per
+    path the step it turned clear and its potential there (−1 / nan if never), whether it was
+    pruned, and the survivors' ``yes``."""
     N = len(seeds)
-    paths = paths or _paths(model, caption, seeds, steps, cfg)
+    paths = paths or generator.paths([caption] * N, seeds, **options)
+    steps = paths.steps
     clear_at = np.full(N, -1)
     potential = np.full(N, np.nan)
     alive = np.ones(N, bool)
@@ -126,36 +127,34 @@ def parm_search(model, caption: str, seeds: list[int], parm, steps: int = 8, cfg
     survivors = np.flatnonzero(alive)
     yes = np.full(N, np.nan)
     if len(survivors):
-        finals = paths.images(survivors, sampled=False)
+        finals = paths.images(survivors, final=True)
         yes[survivors] = parm.judge(finals, [caption] * len(survivors))["yes"].numpy()
         calls += len(survivors)
         chosen = int(survivors[np.nanargmax(yes[survivors])])
         image = finals[list(survivors).index(chosen)]
     else:  # nothing kept: finish the most promising path
         chosen = int(np.nanargmax(potential))
-        while not bool(paths.done([chosen]).all()):
-            paths.advance([chosen])
-        image = paths.images([chosen], sampled=False)[0]
+        paths.finish([chosen])
+        image = paths.images([chosen], final=True)[0]
     trace = {"clear_at": clear_at, "potential": potential, "pruned": ~alive, "yes": yes,
-             "steps_run": paths.position.numpy().copy()}
+             "steps_run": paths.position.numpy().copy(), "paths": paths}
     return Search(image, int(paths.passes.sum()), calls, chosen, trace)
 
 
 @torch.no_grad()
-def parm_plus_plus(model, caption: str, seeds: list[int], parm, steps: int = 8, cfg: float = 3.0,
-                   threshold: float = 0.5, rounds: int = 3) -> Search:
+def parm_plus_plus(generator, caption: str, seeds: list[int], parm, threshold: float = 0.5, rounds: int = 3,
+                   **options) -> Search:
     """PARM, then up to ``rounds`` of reflection (module docstring)."""
-    paths = _paths(model, caption, seeds, steps, cfg)
-    return reflect(model, paths, parm_search(model, caption, seeds, parm, steps, cfg, threshold, paths), parm,
-                   caption, rounds)
+    return reflect(parm_search(generator, caption, seeds, parm, threshold, **options), parm, caption, rounds)
 
 
 @torch.no_grad()
-def reflect(model, paths: Paths, result: Search, parm, caption: str, rounds: int = 3) -> Search:
-    """PARM++'s reflection on a PARM result (its ``paths`` still at hand): while PARM says no (at most
-    ``rounds`` times), re-mask the cells it names and decode them again. The image returned is the
-    first PARM says yes to, else the one it rated highest. ``trace["rounds"]`` lists each round's
-    image before redrawing, the clause named, the cells re-masked and PARM's yes; passes and calls add up."""
+def reflect(result: Search, parm, caption: str, rounds: int = 3) -> Search:
+    """PARM++'s reflection on a PARM result (whose paths its trace keeps): while PARM says no (at most
+    ``rounds`` times), redraw the cells it names. The image returned is the first PARM says yes to,
+    else the one it rated highest. ``trace["rounds"]`` lists each round's image before redrawing, the
+    clause named, the cells redrawn and PARM's yes; passes and calls add up."""
+    paths = result.trace["paths"]
     image, row, history = result.image, result.chosen, []
     judged = parm.judge(image[None], [caption])
     calls = result.calls + 1
@@ -168,12 +167,9 @@ def reflect(model, paths: Paths, result: Search, parm, caption: str, rounds: int
             redo = judged["redo"][0] == judged["redo"][0].max()  # at least the likeliest cell
         history.append({"image": image, "kind": KINDS[int(judged["kind"][0].argmax())], "redo": redo,
                         "yes": float(judged["yes"][0])})
-        tokens = paths.tokens[row].clone()
-        tokens[cells_to_tokens(redo, model.num_tokens)] = model.mask_id
-        paths.restart(row, tokens)
-        while not bool(paths.done([row]).all()):
-            paths.advance([row])
-        image = paths.images([row], sampled=False)[0]
+        paths.redraw(row, redo)
+        paths.finish([row])
+        image = paths.images([row], final=True)[0]
         judged = parm.judge(image[None], [caption])
         calls += 1
         if float(judged["yes"][0]) > best_yes:
@@ -181,39 +177,40 @@ def reflect(model, paths: Paths, result: Search, parm, caption: str, rounds: int
     return Search(best, int(paths.passes.sum()), calls, row, {**result.trace, "rounds": history, "last": image})
 
 
-def cells_to_tokens(redo: torch.Tensor, num_tokens: int) -> torch.Tensor:
-    """Token positions (N,) bool under the redo cells (cells,) of the grid: a token grid of side s over a
-    cell grid of side g gives each cell (s/g)² tokens."""
-    g, s = int(round(len(redo) ** 0.5)), int(round(num_tokens ** 0.5))
-    cells = redo.reshape(g, g).float()
-    return torch.nn.functional.interpolate(cells[None, None], size=(s, s), mode="nearest")[0, 0].bool().reshape(-1)
+# --- by name: one table for `cotlab generate --verifier`, the benchmark and the notebook ----------
+@dataclass(frozen=True)
+class Verifier:
+    """A named test-time search: how it searches, the shipped checkpoint that judges (None: the exact
+    evaluator), how that judge becomes a scorer (None: the search takes the judge itself), the row of
+    the paper's table it stands for, and what it does."""
+    search: Callable[..., Search]
+    checkpoint: str | None
+    scorer: Callable[[object, dict], Scorer] | None
+    label: str
+    description: str
 
 
-# --- by name: what `cotlab generate --verifier NAME` runs ------------------------------------------
-VERIFIERS = {  # name -> (the shipped checkpoint it needs, what it does)
-    "clip": ("clip", "best-of-N by CLIPScore (zero-shot ORM)"),
-    "orm": ("orm", "best-of-N by the fine-tuned ORM"),
-    "clip-prm": ("clip", "step-level search by CLIPScore on step images (zero-shot PRM)"),
-    "prm": ("prm", "step-level search by the fine-tuned PRM"),
-    "parm": ("parm", "PARM: clarity, potential (pruning), best-of-N′"),
-    "parm++": ("parm", "PARM, then up to 3 rounds of reflection"),
-    "oracle": (None, "best-of-N by the exact evaluator (the upper bound)"),
+VERIFIERS = {
+    "clip": Verifier(best_of_n, "clip", lambda clip, meta: clip_scorer(clip), "ORM zero-shot (CLIPScore)",
+                     "best-of-N by CLIPScore (zero-shot ORM)"),
+    "orm": Verifier(best_of_n, "orm", lambda orm, meta: reward_scorer(orm), "ORM fine-tuned",
+                    "best-of-N by the fine-tuned ORM"),
+    "clip-prm": Verifier(step_search, "clip", lambda clip, meta: clip_scorer(clip), "PRM zero-shot (CLIPScore)",
+                         "step-level search by CLIPScore on step images (zero-shot PRM)"),
+    "prm": Verifier(step_search, "prm", lambda prm, meta: reward_scorer(prm), "PRM fine-tuned",
+                    "step-level search by the fine-tuned PRM"),
+    "parm": Verifier(parm_search, "parm", None, "PARM", "PARM: clarity, potential (pruning), best-of-N′"),
+    "parm++": Verifier(parm_plus_plus, "parm", None, "PARM++", "PARM, then up to 3 rounds of reflection"),
+    "oracle": Verifier(best_of_n, None, lambda _, meta: oracle_scorer({meta["prompt"]: meta}),
+                       "oracle (exact evaluator)", "best-of-N by the exact evaluator (the upper bound)"),
 }
 
 
-def run(name: str, model, meta: dict, seeds: list[int], verifier=None, steps: int = 8, cfg: float = 3.0) -> Search:
-    """The search ``name`` (a key of VERIFIERS) for one prompt, with ``verifier`` the loaded checkpoint
-    VERIFIERS names (None for the oracle)."""
-    caption = meta["prompt"]
-    if name in ("clip", "orm", "oracle"):
-        scorer = (oracle_scorer({caption: meta}) if name == "oracle" else
-                  clip_scorer(verifier) if name == "clip" else reward_scorer(verifier))
-        return best_of_n(model, caption, seeds, scorer, steps, cfg)
-    if name in ("clip-prm", "prm"):
-        scorer = clip_scorer(verifier) if name == "clip-prm" else reward_scorer(verifier)
-        return step_search(model, caption, seeds, scorer, steps, cfg)
-    if name == "parm":
-        return parm_search(model, caption, seeds, verifier, steps, cfg)
-    if name == "parm++":
-        return parm_plus_plus(model, caption, seeds, verifier, steps, cfg)
-    raise ValueError(f"unknown verifier '{name}': choose one of {', '.join(VERIFIERS)}")
+def run(name: str, generator, meta: dict, seeds: list[int], judge=None, **options) -> Search:
+    """The search ``name`` (a key of VERIFIERS) for one prompt, with ``judge`` the loaded checkpoint
+    VERIFIERS names (None for the oracle); ``options`` go to ``generator.paths``."""
+    if name not in VERIFIERS:
+        raise ValueError(f"unknown verifier '{name}': choose one of {', '.join(VERIFIERS)}")
+    verifier = VERIFIERS[name]
+    return verifier.search(generator, meta["prompt"], seeds,
+                           verifier.scorer(judge, meta) if verifier.scorer else judge, **options)

@@ -1,0 +1,34 @@
+"""How ``cotlab train`` trains and judges the masked-AR generators of notebook 02.
+
+Each recipe trains a ``MaskedAR`` on Shapes batches and judges it with GenEval on the benchmark
+prompts, 4 samples each (smoke: every 40th prompt, 1 sample), with the decoding defaults of
+``cotlab generate`` (MaskGIT: 8 steps; CFG 3).
+"""
+from __future__ import annotations
+
+from cotlab.geneval import benchmark_prompts
+from cotlab.harness import Recipe
+from cotlab.masked_ar.model import MaskedAR
+from cotlab.sampling import evaluate_generator
+
+
+def evaluate(model: MaskedAR, profile: str) -> dict:
+    """GenEval overall and per tag, and forward passes per image (module docstring)."""
+    metas = benchmark_prompts()
+    smoke = profile == "smoke"
+    summary = evaluate_generator(model, metas[::40] if smoke else metas, n_samples=1 if smoke else 4,
+                                 progress=False)
+    return {"geneval_overall": summary["overall"], "forward_passes": summary["forward_passes"],
+            **{f"geneval_{tag}": score for tag, score in summary["tags"].items()}}
+
+
+MASKGIT = Recipe.of("maskgit", MaskedAR, "MaskGIT over the 16 vq_f8 tokens, conditioned on the CLIP text encoder",
+                    evaluate)
+RASTER = Recipe.of("raster_ar", MaskedAR, "raster-order AR baseline over the 16 vq_f8 tokens", evaluate,
+                   order="raster")
+MASKGIT_HYBRID = Recipe.of("maskgit_hybrid", MaskedAR, "MaskGIT over the 16 discrete tokens of hybrid_f8 "
+                           "(DC-AR's transformer; cotlab.masked_ar.dcar adds the residual)", evaluate,
+                           tokenizer="hybrid_f8")
+MASKGIT_F4 = Recipe.of("maskgit_f4", MaskedAR, "MaskGIT over the 64 vq_f4 tokens", evaluate, tokenizer="vq_f4")
+RASTER_F4 = Recipe.of("raster_ar_f4", MaskedAR, "raster-order AR baseline over the 64 vq_f4 tokens", evaluate,
+                      tokenizer="vq_f4", order="raster")
