@@ -87,6 +87,9 @@ class ShapesClassifier(Model):
         """The penultimate activations averaged over cells: (B, D)."""
         return self.body(images * 2 - 1).mean(dim=(2, 3))
 
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        self.log_step("val", batch)
+
     def loss(self, batch: dict) -> tuple[torch.Tensor, dict]:
         """Cross-entropy over every cell, and cell accuracy."""
         logits = self(batch["image"])  # (B, classes, g, g)

@@ -189,6 +189,9 @@ class ShapesCLIP(Model):
         accuracy = (label[logits.argmax(1)] == label).float().mean()
         return loss, accuracy
 
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        self.log_step("val", batch)
+
     def loss(self, batch: dict) -> tuple[torch.Tensor, dict]:
         """``contrastive_loss`` of the batch's images and captions; logs accuracy and the temperature e^t."""
         loss, accuracy = self.contrastive_loss(batch["image"], batch["caption"])

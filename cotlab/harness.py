@@ -6,8 +6,9 @@
   class as ``Config``, kept as ``self.config``, with ``max_steps`` and optionally ``max_minutes``), its
   ``loss(batch)``, the logging loop, AdamW with a warm-up and cosine decay, and the checkpoints it uses
   frozen (``frozen(field)``: a tokenizer, a text encoder, a generator), loaded by one helper.
-- A model module declares how it trains as ``RECIPE = Recipe(...)``; ``train(name, profile)`` runs it
-  (``cotlab train NAME``).
+- A ``Recipe`` says how a model trains and is judged; a topic keeps its recipes in its ``recipes``
+  module (so models never import evaluation code) and names them in ``cotlab.registry.RECIPES``;
+  ``train(name, profile)`` runs one (``cotlab train NAME``).
 - A checkpoint is a folder: ``model.safetensors`` (the state dict), ``config.json`` (class and config),
   ``MODEL_CARD.md`` and ``card.json`` (how it was trained: command, commit, time, steps, metrics).
   Shipped ones live in ``data/checkpoints/NAME``.
@@ -132,8 +133,9 @@ class Model(L.LightningModule):
     """The shape every workbook model shares.
 
     A subclass names its config dataclass as ``Config`` and defines ``loss(batch) -> (loss, logs)``;
-    training logs ``train_loss`` and ``train_<name>`` for every entry of ``logs`` (validation the same
-    with ``val_``), on the progress bar for the names in ``PROGRESS``. The optimiser is AdamW over
+    training logs ``train_loss`` and ``train_<name>`` for every entry of ``logs``, on the progress bar
+    for the names in ``PROGRESS``. A model that validates says so with ``validation_step`` calling
+    ``log_step("val", batch)`` (Lightning validates only the models that define it). The optimiser is AdamW over
     ``parameter_groups()`` with the config's ``lr`` and ``weight_decay`` (default 0), stepped with
     ``warmup_cosine`` over its ``warmup_steps`` (default 0) and ``max_steps``.
     """
@@ -151,7 +153,8 @@ class Model(L.LightningModule):
         """The training loss of a batch, and what else to log ``{name: value}``."""
         raise NotImplementedError
 
-    def _log_step(self, stage: str, batch: dict) -> torch.Tensor:
+    def log_step(self, stage: str, batch: dict) -> torch.Tensor:
+        """The loss of ``batch``, logged as ``{stage}_loss`` with its logs as ``{stage}_<name>``."""
         loss, logs = self.loss(batch)
         B = len(batch["image"]) if "image" in batch else len(next(iter(batch.values())))
         sync = stage == "val"
@@ -161,10 +164,7 @@ class Model(L.LightningModule):
         return loss
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        return self._log_step("train", batch)
-
-    def validation_step(self, batch: dict, batch_idx: int) -> None:
-        self._log_step("val", batch)
+        return self.log_step("train", batch)
 
     def parameter_groups(self) -> list[dict]:
         """AdamW's parameter groups (e.g. no weight decay on embeddings); default: one group."""
@@ -196,7 +196,7 @@ class Model(L.LightningModule):
 
 @dataclass(frozen=True)
 class Recipe:
-    """How ``cotlab train NAME`` trains one model; each model module defines ``RECIPE = Recipe(...)``."""
+    """How ``cotlab train NAME`` trains one model and judges it (its ``evaluate`` gives the card's metrics)."""
 
     name: str
     build: Callable[[str], L.LightningModule]  # profile -> a fresh model

@@ -18,6 +18,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
 from .errors import CotlabError
+from .plots import finish
 from .geneval import Detection, captions_of, detect, judge
 from .shapes import COLORS, RELATIONS, SHAPES, TAGS, Obj, Scene, World, all_prompts
 
@@ -150,9 +151,7 @@ class SceneComposer:
         verdicts = [self.verdict(m, image) for m in self.prompts]
         styles = [{"color": "tab:green" if v.startswith("✓") else "tab:red"} for v in verdicts]
         _write(ax_ver, "the prompts, judged on the image", list(zip(verdicts, styles)), 64)
-        fig.tight_layout()
-        plt.close(fig)
-        return fig
+        return shown_once(fig)
 
     def widget(self):
         """A grid of dropdowns (one per cell) and a prompt box above the figure, redrawn on every
@@ -217,22 +216,31 @@ def prompt_picker(metas: list[dict], value: int):
                       layout=W.Layout(width="420px"))
 
 
-def controls_over_figure(controls: list, follow, render):
-    """A row of ipywidgets ``controls`` above an output that shows ``render()`` — after ``follow()``
-    has copied the controls' values into the viewer — now and on every change: ``(box, output)``."""
+def controls_over_figure(viewer, controls: dict) -> tuple:
+    """A row of ipywidgets ``controls`` above an output that shows ``viewer.render()`` now and after
+    every change, each control's value first copied into the viewer's attribute of the same name
+    (``{"step": slider}`` sets ``viewer.step``): ``(box, output)``."""
     import ipywidgets as W
     from IPython.display import display
 
     output = W.Output()
 
     def refresh(change=None):
-        follow()
-        fig = render()
+        for name, control in controls.items():
+            setattr(viewer, name, control.value)
+        fig = viewer.render()
         output.clear_output(wait=True)
         with output:
             display(fig)
 
-    for control in controls:
+    for control in controls.values():
         control.observe(refresh, names="value")
     refresh()
-    return W.VBox([W.HBox(controls), output]), output
+    return W.VBox([W.HBox(list(controls.values())), output]), output
+
+
+def shown_once(fig: Figure, title: str | None = None) -> Figure:
+    """A viewer's figure finished (its title, a tight layout) and closed to pyplot, so that it appears
+    once, where it is displayed, not again inline."""
+    plt.close(fig)
+    return finish(fig, None, "", title)

@@ -1,6 +1,7 @@
 """Harness: atomic files, run folders, checkpoints, the Trainer and train()."""
 
 import json
+import math
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -198,3 +199,58 @@ def test_evaluate_checkpoint_remeasures_and_keeps_the_training_facts(tiny_regist
     assert "| metrics measured |" in (folder / "MODEL_CARD.md").read_text()
     assert main(["evaluate", "tiny"]) == 0
     assert main(["evaluate", str(tmp_path / "nowhere")]) != 0  # a missing checkpoint: a one-line error
+
+
+# --- the Model base every workbook model builds on -----------------------------------------------
+@dataclass
+class BaseConfig(ProfileConfig):
+    lr: float = 0.1
+    weight_decay: float = 0.5
+    warmup_steps: int = 2
+    max_steps: int = 10
+    tokenizer: str = "vq_f8"
+
+
+class Regression(harness.Model):
+    Config = BaseConfig
+    PROGRESS = ("err",)
+
+    def __init__(self, config):
+        super().__init__(config)
+        self.net = nn.Linear(3, 1)
+
+    def loss(self, batch):
+        loss = nn.functional.mse_loss(self.net(batch["image"]), batch["y"])
+        return loss, {"err": loss.detach().sqrt()}
+
+
+def test_model_base_logs_and_schedules_as_the_recipes_expect(tmp_path):
+    model = Regression(BaseConfig())
+    assert dict(model.hparams) == BaseConfig().to_dict()
+    optimizers = model.configure_optimizers()
+    optimizer, scheduler = optimizers["optimizer"], optimizers["lr_scheduler"]["scheduler"]
+    assert isinstance(optimizer, torch.optim.AdamW) and optimizer.defaults["weight_decay"] == 0.5
+    lrs = []
+    for _ in range(10):
+        lrs.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    expected = [0.1 * min(1, (s + 1) / 2) * 0.5 * (1 + math.cos(math.pi * max(s - 2, 0) / 8)) for s in range(10)]
+    assert lrs == pytest.approx(expected)  # a linear warm-up over 2 steps, then a cosine to 0 at step 10
+
+    x = torch.randn(16, 3)
+    data = DataLoader([{"image": a, "y": a.sum(0, keepdim=True)} for a in x], batch_size=8)
+    trainer = harness.make_trainer("smoke", max_steps=4, run_dir=tmp_path, name="base", log_every_n_steps=1)
+    trainer.fit(Regression(BaseConfig(max_steps=4)), train_dataloaders=data)
+    assert {"train_loss", "train_err"} <= set(harness.logged_history(trainer))
+
+
+def test_frozen_parts_load_once_follow_the_device_and_are_not_saved():
+    model = Regression(BaseConfig())
+    tokenizer = model.frozen("tokenizer")
+    assert model.frozen("tokenizer") is tokenizer and not tokenizer.training
+    assert not any(p.requires_grad for p in tokenizer.parameters())
+    assert set(model.state_dict()) == {"net.weight", "net.bias"}  # the frozen part is not a submodule
+    stand_in = Regression(BaseConfig())
+    model.set_frozen("tokenizer", stand_in)
+    assert model.frozen("tokenizer") is stand_in and not stand_in.training

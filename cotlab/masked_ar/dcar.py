@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 from cotlab import flow, geneval, sampling
-from cotlab.harness import Model, Recipe, checkpoint_config, load_checkpoint
+from cotlab.harness import Model, checkpoint_config, load_checkpoint
 from cotlab.metrics import pooled_psnr, shapes_fd, to_tensor, to_uint8
 from cotlab.profiles import ProfileConfig
 from cotlab.shapes import World
@@ -133,9 +133,6 @@ class ResidualHead(Model):
         z_r = self.sample(self.condition(tokens, captions), seed)
         return self.generator.frozen("tokenizer").decode(tokens.to(self.device), z_r).cpu()
 
-
-RECIPE = Recipe.of("dcar_head", ResidualHead, "DC-AR's residual head: flow matching of hybrid_f8's residual "
-                   "from maskgit_hybrid's hidden states")
 
 
 # --- what the residual buys ----------------------------------------------------------------------

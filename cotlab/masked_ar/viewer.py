@@ -15,7 +15,7 @@ from cotlab.masked_ar.figures import MASK_COLORS, MASK_STATES, mask_states
 from cotlab.metrics import to_uint8
 from cotlab.sampling import sample
 from cotlab.shapes import World
-from cotlab.widgets import controls_over_figure, prompt_picker
+from cotlab.widgets import controls_over_figure, prompt_picker, shown_once
 
 
 class DecodingViewer:
@@ -82,11 +82,8 @@ class DecodingViewer:
                          color="tab:green" if correct else "tab:red")
             if not correct:
                 ax.set_xlabel(textwrap.fill(reason, 40), fontsize=7)
-        fig.suptitle(f"“{meta['prompt']}” — seed {seed}, {self.steps} steps, CFG {self.cfg:g}; "
-                     f"{int((state > 0).sum())} of {len(state)} tokens committed", fontsize=10)
-        fig.tight_layout()
-        plt.close(fig)
-        return fig
+        return shown_once(fig, f"“{meta['prompt']}” — seed {seed}, {self.steps} steps, CFG {self.cfg:g}; "
+                               f"{int((state > 0).sum())} of {len(state)} tokens committed")
 
     def widget(self):
         """A prompt dropdown, a seed box and a step slider above the figure, redrawn on every change.
@@ -97,9 +94,6 @@ class DecodingViewer:
         self.seed_box = W.BoundedIntText(value=self.seed, min=0, max=10**6, description="seed")
         self.slider = W.IntSlider(value=self.step, min=1, max=self.steps, description="step")
 
-        def follow():
-            self.prompt, self.seed, self.step = self.picker.value, self.seed_box.value, self.slider.value
-
-        box, self.output = controls_over_figure([self.picker, self.seed_box, self.slider], follow,
-                                                lambda: self.render())
+        box, self.output = controls_over_figure(self, {"prompt": self.picker, "seed": self.seed_box,
+                                                       "step": self.slider})
         return box

@@ -7,6 +7,7 @@
   one decoder for both.
 - ``metrics``: how good a tokenizer is — evaluator agreement, codebook usage and perplexity, and
   ``evaluate_tokenizer``, which adds PSNR, SSIM and Shapes-FD from ``cotlab.metrics``.
+- ``recipes``: how ``cotlab train`` trains and judges each of the eight shipped tokenizers.
 - ``bench``: ``cotlab bench tokenizers``, every shipped tokenizer side by side (rate, quality, speed).
 - ``viewer``: ``TokenViewer``, the widget that shows an image's tokens, codes and residual.
 - ``figures``: ``rate_quality``, rate against quality of the bench's rows.

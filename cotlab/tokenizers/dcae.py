@@ -39,10 +39,9 @@ from diffusers import AutoencoderDC
 from diffusers.models.autoencoders.autoencoder_dc import DCDownBlock2d, DCUpBlock2d
 from torchmetrics.functional.image import peak_signal_noise_ratio
 
-from cotlab.harness import Model, Recipe
+from cotlab.harness import Model
 from cotlab.profiles import ProfileConfig
 from cotlab.shapes import BACKGROUND
-from cotlab.tokenizers.metrics import evaluate_tokenizer
 
 
 @dataclass
@@ -209,6 +208,9 @@ class DCAETokenizer(Model):
         return self.scaling_factor
 
     # --- training ----------------------------------------------------------------------------
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        self.log_step("val", batch)
+
     def loss(self, batch: dict) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The pixel-weighted MSE in [−1, 1], and the PSNR of the reconstruction. In training mode
         it also moves the running σ_z behind the scaling factor toward the batch's latents."""
@@ -225,13 +227,3 @@ class DCAETokenizer(Model):
 
 
 # --- recipes -----------------------------------------------------------------------------------
-def _evaluate(model: DCAETokenizer, profile: str) -> dict:
-    return evaluate_tokenizer(model, n=model.config.eval_n)
-
-
-RECIPE_F8 = Recipe.of("dcae_f8", DCAETokenizer, "AutoencoderDC f8: 32×32 images to 4×4×32 latents, with "
-                      "space-to-channel shortcuts", _evaluate)
-RECIPE_F4 = Recipe.of("dcae_f4", DCAETokenizer, "AutoencoderDC f4: 32×32 images to 8×8×8 latents, with "
-                      "space-to-channel shortcuts", _evaluate, DCAEF4Config)
-RECIPE_F8_NOSHORTCUT = Recipe.of("dcae_f8_noshortcut", DCAETokenizer, "AutoencoderDC f8 with every "
-                                 "space-to-channel shortcut switched off (the ablation)", _evaluate, shortcut=False)

@@ -24,7 +24,7 @@ how it is drawn); the decoder must turn either into an image.
    use ½; here 0.7 — measured on 500 scenes after 3,000 steps, the residual was worth +2.15 dB at ½
    and +2.59 dB at 0.7, and the discrete path lost 0.2 dB.
 
-HART's recipe is stage 3 alone, from scratch and with nothing frozen (``RECIPE_ALTERNATING``): the
+HART's recipe is stage 3 alone, from scratch and with nothing frozen (``cotlab.tokenizers.recipes.HYBRID_F8_ALTERNATING``): the
 encoder and the codebook then learn while the decoder is also asked to use the residual.
 L_rec is the pixel-weighted MSE of ``cotlab.tokenizers.dcae`` (λ = ``foreground_extra``); L_vq is the commitment term of
 ``cotlab.tokenizers.vq.VectorQuantizer``.
@@ -44,10 +44,9 @@ from typing import ClassVar
 import torch
 from torchmetrics.functional.image import peak_signal_noise_ratio
 
-from cotlab.harness import Model, Recipe
+from cotlab.harness import Model
 from cotlab.profiles import ProfileConfig
 from cotlab.tokenizers.dcae import build_autoencoder, foreground_weights, weighted_error
-from cotlab.tokenizers.metrics import evaluate_tokenizer, variants
 from cotlab.tokenizers.vq import VectorQuantizer
 
 
@@ -252,16 +251,3 @@ class HybridTokenizer(Model):
 
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
-
-
-# --- recipes -----------------------------------------------------------------------------------
-def evaluate(model: HybridTokenizer, profile: str | None = None) -> dict:
-    """``evaluate_tokenizer`` on both paths: keys ``discrete_*`` and ``discrete+residual_*``."""
-    return {f"{variant}_{key}": value for variant, options in variants(model).items()
-            for key, value in evaluate_tokenizer(model, n=model.config.eval_n, **options).items()}
-
-
-RECIPE = Recipe.of("hybrid_f8", HybridTokenizer, "hybrid tokenizer f8 (16 tokens + a 4×4×C residual), "
-                   "DC-HT's three stages", evaluate)
-RECIPE_ALTERNATING = Recipe.of("hybrid_f8_alternating", HybridTokenizer, "hybrid tokenizer f8 with HART's "
-                               "recipe: alternating paths from scratch", evaluate, **ALTERNATING)

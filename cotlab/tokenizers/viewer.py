@@ -14,7 +14,7 @@ from cotlab.geneval import judge
 from cotlab.metrics import device_of, to_uint8
 from cotlab.shapes import World, make_batch
 from cotlab.tokenizers.metrics import codebook_stats, reconstruct, variants
-from cotlab.widgets import controls_over_figure
+from cotlab.widgets import controls_over_figure, shown_once
 
 
 class TokenViewer:
@@ -119,11 +119,8 @@ class TokenViewer:
             ax.set(xticks=[], yticks=[])
             ax.set_title("residual |Z_r| per position", fontsize=10)
 
-        fig.suptitle(f"{name}: {model.tokens_per_image} tokens, {model.bits_per_image:.0f} bits per image"
-                     f" — image {index}: “{meta['prompt']}”", fontsize=10)
-        fig.tight_layout()
-        plt.close(fig)
-        return fig
+        return shown_once(fig, f"{name}: {model.tokens_per_image} tokens, {model.bits_per_image:.0f} bits per "
+                               f"image — image {index}: “{meta['prompt']}”")
 
     def widget(self):
         """A slider for the image and a dropdown for the tokenizer above the figure, redrawn on
@@ -133,8 +130,5 @@ class TokenViewer:
         self.picker = W.IntSlider(value=self.index, min=0, max=len(self.images) - 1, description="image")
         self.choice = W.Dropdown(options=list(self.tokenizers), value=self.name, description="tokenizer")
 
-        def follow():
-            self.index, self.name = self.picker.value, self.choice.value
-
-        box, self.output = controls_over_figure([self.picker, self.choice], follow, lambda: self.render())
+        box, self.output = controls_over_figure(self, {"index": self.picker, "name": self.choice})
         return box

@@ -54,10 +54,9 @@ import torch.nn.functional as F
 from torch import nn
 from torchmetrics.functional.image import peak_signal_noise_ratio
 
-from cotlab.harness import Model, Recipe
+from cotlab.harness import Model
 from cotlab.profiles import ProfileConfig
 from cotlab.tokenizers.dcae import build_autoencoder, foreground_weights, weighted_error
-from cotlab.tokenizers.metrics import evaluate_tokenizer
 
 
 # --- config ------------------------------------------------------------------------------------
@@ -84,13 +83,13 @@ class VQConfig(ProfileConfig):
     warmup_steps: int = 100
     max_steps: int = 3000
     max_minutes: float | None = 9.0  # a cap on wall time; max_steps should end first
-    eval_scenes: int = 500  # scenes for evaluate_tokenizer
+    eval_n: int = 500  # scenes for evaluate_tokenizer
     PROFILES: ClassVar[dict[str, dict]] = {
         "smoke": dict(block_out_channels=(8, 16, 16, 16), z_channels=16, codebook_size=32, batch_size=16,
-                      warmup_steps=2, max_steps=10, max_minutes=1.0, eval_scenes=32),
+                      warmup_steps=2, max_steps=10, max_minutes=1.0, eval_n=32),
         "gpu": dict(block_out_channels=(64, 128, 256, 256), layers_per_block=(2, 2, 2, 2), codebook_size=512,
                     batch_size=256, lr=5e-4, warmup_steps=500, max_steps=20_000, max_minutes=60.0,
-                    eval_scenes=2000),
+                    eval_n=2000),
     }
 
     @property
@@ -368,6 +367,9 @@ class VQTokenizer(Model):
         w = foreground_weights(x, self.config.foreground_weight - 1, threshold=0.1)  # (B, 1, H, W)
         return weighted_error(x_hat, x, w, self.config.rec_loss)
 
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        self.log_step("val", batch)
+
     def loss(self, batch: dict) -> tuple[torch.Tensor, dict]:
         """The training loss L = L_rec + L_vq, and what to log; updates the codebook in training mode."""
         x = batch["image"].to(self.device)
@@ -398,15 +400,3 @@ class VQF4Config(VQConfig):
 # every remedy off: codes learned by the codebook loss from uniform(−1/K, 1/K), Euclidean lookup in C dims
 PLAIN = dict(code_dim=None, cosine=False, ema=False, kmeans_init=False, dead_code_threshold=0.0,
              quantize_after=0.0)
-
-
-def _evaluate(model: VQTokenizer, profile: str) -> dict:
-    return evaluate_tokenizer(model, n=model.config.eval_scenes)
-
-
-RECIPE_F8 = Recipe.of("vq_f8", VQTokenizer, "VQ tokenizer, f8 (4×4 tokens, one per grid cell), with the "
-                      "collapse remedies", _evaluate)
-RECIPE_F4 = Recipe.of("vq_f4", VQTokenizer, "VQ tokenizer, f4 (8×8 tokens), with the collapse remedies",
-                      _evaluate, VQF4Config)
-RECIPE_F8_PLAIN = Recipe.of("vq_f8_plain", VQTokenizer, "VQ tokenizer, f8 with every remedy off: shows "
-                            "codebook collapse", _evaluate, **PLAIN)

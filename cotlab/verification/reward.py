@@ -33,10 +33,9 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from cotlab.clip import ShapesCLIP
-from cotlab.harness import Model, Recipe, checkpoint_config, load_checkpoint
+from cotlab.harness import Model, checkpoint_config, load_checkpoint
 from cotlab.profiles import ProfileConfig
 from cotlab.verification.data import KINDS, DataSpec, load_or_build
-from cotlab.verification.metrics import heldout_quality
 
 TASKS = {"orm": ("yes",), "prm": ("yes",), "parm": ("yes", "clear", "potential", "kind", "redo")}
 
@@ -220,17 +219,3 @@ class RewardData(L.LightningDataModule):
         g = torch.Generator().manual_seed(self.seed)
         return DataLoader(self.examples, batch_size=self.config.batch_size, shuffle=True, generator=g,
                           drop_last=len(self.examples) > self.config.batch_size)
-
-
-# --- recipes -----------------------------------------------------------------------------------
-def _recipe(task: str, description: str) -> Recipe:
-    def config(profile: str) -> RewardConfig:
-        return RewardConfig.for_profile(profile, task=task)
-
-    return Recipe(task, lambda profile: RewardModel(config(profile)),
-                  lambda profile, seed: RewardData(config(profile), seed), heldout_quality, description)
-
-
-RECIPE_ORM = _recipe("orm", "ORM: yes/no on final images of maskgit, labelled by the exact evaluator")
-RECIPE_PRM = _recipe("prm", "PRM: yes/no on every step image of maskgit, labelled by rollouts (any ends correct)")
-RECIPE_PARM = _recipe("parm", "PARM(++): clarity, potential and selection, with reflection heads (clause, cells)")

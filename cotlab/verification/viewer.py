@@ -14,7 +14,7 @@ from cotlab.sampling import path_seed
 from cotlab.shapes import World
 from cotlab.verification import search
 from cotlab.verification.metrics import clip_probability
-from cotlab.widgets import controls_over_figure, prompt_picker
+from cotlab.widgets import controls_over_figure, prompt_picker, shown_once
 
 
 class RewardViewer:
@@ -140,11 +140,8 @@ class RewardViewer:
                                        ec="white", lw=1.2, ls="--"))
             ax.set_title(f"round {k + 1}: {r['kind']}\n(yes {r['yes']:.2f})", fontsize=9)
         final_ok = judge(to_uint8(tr["parm++"].image[None])[0], meta, self.world)[0]
-        fig.suptitle(f"“{meta['prompt']}” — {self.candidates} candidates, {self.steps} steps; PARM++ ends "
-                     f"{'✓' if final_ok else '✗'} after {len(rounds)} reflection round(s)", fontsize=11)
-        fig.tight_layout()
-        plt.close(fig)
-        return fig
+        return shown_once(fig, f"“{meta['prompt']}” — {self.candidates} candidates, {self.steps} steps; PARM++ "
+                               f"ends {'✓' if final_ok else '✗'} after {len(rounds)} reflection round(s)")
 
     def widget(self):
         """A prompt dropdown and candidate and step sliders above the figure, redrawn on every change."""
@@ -154,9 +151,6 @@ class RewardViewer:
         self.path_slider = W.IntSlider(value=self.candidate, min=0, max=self.candidates - 1, description="candidate")
         self.slider = W.IntSlider(value=self.step, min=1, max=self.steps, description="step")
 
-        def follow():
-            self.prompt, self.candidate, self.step = self.picker.value, self.path_slider.value, self.slider.value
-
-        box, self.output = controls_over_figure([self.picker, self.path_slider, self.slider], follow,
-                                                lambda: self.render())
+        box, self.output = controls_over_figure(self, {"prompt": self.picker, "candidate": self.path_slider,
+                                                       "step": self.slider})
         return box
