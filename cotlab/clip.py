@@ -37,8 +37,9 @@ from transformers import CLIPConfig, CLIPModel, PreTrainedTokenizerFast
 
 from cotlab import geneval
 from cotlab.harness import Model, Recipe
+from cotlab.metrics import to_tensor
 from cotlab.profiles import ProfileConfig
-from cotlab.shapes import TAGS, World, all_prompts, counterfactual, to_tensor
+from cotlab.shapes import TAGS, World, all_prompts, counterfactual
 
 # --- tokenizer ---------------------------------------------------------------------------------
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[BOS]", "[EOS]")  # ids 0..3; [EOS] must not be 2, see below

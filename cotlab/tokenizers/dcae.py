@@ -224,6 +224,3 @@ class DCAETokenizer(Model):
                 self.latent_std.lerp_(z.std(), 1 - self.config.scale_momentum)
             psnr = peak_signal_noise_ratio(((x_hat + 1) / 2).clamp(0, 1), images, data_range=1.0)
         return loss, {"psnr": psnr, "latent_std": self.latent_std}
-
-
-# --- recipes -----------------------------------------------------------------------------------

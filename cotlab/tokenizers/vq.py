@@ -382,7 +382,7 @@ class VQTokenizer(Model):
         return rec + vq_loss, {"rec_loss": rec, "vq_loss": vq_loss, "psnr": psnr, **stats}
 
 
-# --- recipes -----------------------------------------------------------------------------------
+# --- the configs of the shipped variants -----------------------------------------------------
 @dataclass
 class VQF4Config(VQConfig):
     """The f4 tokenizer (8×8 tokens of 4×4 px): one stage fewer, and longer training — each shape
