@@ -96,6 +96,21 @@ def test_raster_decoding_and_wrong_uses():
         MaskedARConfig(order="diagonal")
 
 
+def test_raster_paths_offer_the_search_interface():
+    r = model("raster")
+    paths = r.paths(["a photo of a blue cross"] * 2, [1, 2])
+    assert paths.steps == 16  # one step per token
+    for _ in range(5):
+        paths.advance()
+    assert torch.equal(paths.sampled[:, :5], paths.tokens[:, :5])  # the intermediate keeps what is written
+    assert paths.images().shape == (2, 3, 32, 32)
+    paths.restore(1, paths.state(0))
+    assert torch.equal(paths.tokens[1, :5], paths.tokens[0, :5]) and int(paths.position[1]) == 5
+    paths.finish()
+    assert torch.equal(paths.tokens[1, :5], paths.tokens[0, :5])  # the restored prefix stays
+    assert paths.tokens.max() < r.codebook_size and paths.passes.tolist() == [32, 32]
+
+
 def test_generate_folder_writes_geneval_layout_and_resumes(tmp_path):
     m = model()
     metas = benchmark_prompts()[:3]

@@ -131,7 +131,7 @@ class MaskGITPaths(Paths):
 class RasterPaths(Paths):
     """B raster-order decodings: k_1, k_2, … k_N, one token per step (T = N), each sampled from
     softmax(logits / τ) conditioned on those before. The intermediate image shows the tokens written
-    so far and, at every later position, this pass's most likely token there (a guess whose context
+    so far and, at every later position, the last pass's most likely token there (a guess whose context
     is not yet written). A path's state is its input row [START] k_1 … and its position."""
 
     def __init__(self, model, captions: list[str], seeds: int | Sequence[int] = 0, cfg: float = 3.0,
@@ -143,27 +143,33 @@ class RasterPaths(Paths):
         self.model, self.cfg, self.sample_temperature = model, cfg, sample_temperature
         self.text, self.text_pad = model.prefix(captions, cfg)
         self.inputs = torch.full((B, N + 1), model.mask_id, dtype=torch.long, device=model.device)  # [START] k_1 … k_N
-        self.sampled = self.inputs[:, 1:].clone()  # (B, N)
+        self.guess = self.inputs[:, 1:].clone()  # (B, N): the last pass's most likely token at each position
 
     @property
     def tokens(self) -> torch.Tensor:
         """(B, N): the tokens written so far ([START]'s id where none is yet)."""
         return self.inputs[:, 1:]
 
+    @property
+    def sampled(self) -> torch.Tensor:
+        """(B, N): the intermediate image's tokens — those written, then the last pass's guesses."""
+        written = torch.arange(self.model.num_tokens) < self.position[:, None]  # (B, N)
+        return torch.where(written.to(self.inputs.device), self.tokens, self.guess)
+
     @torch.no_grad()
     def step(self, rows: torch.Tensor, shared: bool) -> None:
         first = rows[:1] if shared else rows
         prefix_rows = first if self.cfg == 1.0 else torch.cat([first, first + len(self.captions)])
         prefix_rows = prefix_rows.to(self.text.device)
-        N = self.model.num_tokens
-        logits = self.model.guided_logits(self.inputs[first, :N], (self.text[prefix_rows], self.text_pad[prefix_rows]),
-                                          self.cfg)  # (R or 1, N, K)
-        for j, r in enumerate(rows.tolist()):
-            i, out = int(self.position[r]), logits[0 if shared else j]
-            probs = (out[i] / self.sample_temperature).softmax(-1)  # (K,)
-            token = torch.multinomial(probs.cpu(), 1, generator=self.generators[r]).to(self.inputs.device)
-            self.inputs[r, i + 1] = token[0]
-            self.sampled[r] = torch.cat([self.inputs[r, 1:i + 2], out[i + 1:].argmax(-1)])
+        N, device = self.model.num_tokens, self.inputs.device
+        logits = self.model.guided_logits(self.inputs[first.to(device), :N],
+                                          (self.text[prefix_rows], self.text_pad[prefix_rows]), self.cfg)  # (R or 1, N, K)
+        logits = logits.expand(len(rows), -1, -1)  # (R, N, K): branches of one state share it
+        at = self.position[rows].to(device)  # (R,) the position each row writes now
+        probs = (logits[torch.arange(len(rows), device=device), at] / self.sample_temperature).softmax(-1).cpu()  # (R, K)
+        drawn = torch.cat([torch.multinomial(p, 1, generator=self.generators[r]) for p, r in zip(probs, rows.tolist())])
+        self.inputs[rows.to(device), at + 1] = drawn.to(device)
+        self.guess[rows.to(device)] = logits.argmax(-1)
 
     def state(self, row: int) -> tuple[torch.Tensor, int]:
         return self.inputs[row].clone(), int(self.position[row])
@@ -174,4 +180,4 @@ class RasterPaths(Paths):
     @torch.no_grad()
     def images(self, rows=None, final: bool = False) -> torch.Tensor:
         rows = self.rows(rows)
-        return self.model.decode_tokens((self.tokens if final else self.sampled)[rows]).cpu()
+        return self.model.decode_tokens((self.tokens if final else self.sampled)[rows.to(self.inputs.device)]).cpu()
