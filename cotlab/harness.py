@@ -32,7 +32,7 @@ from typing import Any, ClassVar
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import Callback, ModelCheckpoint, ProgressBar, TQDMProgressBar
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint, ModelSummary, ProgressBar, TQDMProgressBar
 from lightning.pytorch.loggers import CSVLogger
 from safetensors.torch import load_model, save_file
 
@@ -72,6 +72,8 @@ def make_trainer(
     callbacks = list(callbacks)
     if overrides.get("enable_progress_bar", True) and not any(isinstance(c, ProgressBar) for c in callbacks):
         callbacks.append(TQDMProgressBar(refresh_rate=10))
+    if profile != "smoke" and not any(isinstance(c, ModelSummary) for c in callbacks):
+        callbacks.append(ModelSummary())  # a plain table through Lightning's log (not Rich's console), so quiet_logs hides it
     if enable_checkpointing and not any(isinstance(c, ModelCheckpoint) for c in callbacks):
         callbacks.append(ModelCheckpoint())  # Lightning's .ckpt files, beside the logs
     cuda_bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
@@ -87,10 +89,25 @@ def make_trainer(
         default_root_dir=run_dir,
         callbacks=callbacks,
         enable_checkpointing=enable_checkpointing,
-        enable_model_summary=profile != "smoke",
+        enable_model_summary=False,  # the ModelSummary callback above instead
         num_sanity_val_steps=0,
     )
     return L.Trainer(**{**settings, **overrides})
+
+
+def quiet_logs() -> None:
+    """For a notebook, whose reader should see only what its cells print: Lightning's INFO log off
+    (device banners, tips, model summaries, "max_steps reached"), and the warnings this workbook
+    expects — a deprecation inside Lightning, frozen parts kept in eval mode while a model trains, a
+    data module's validation data for a model that does not validate, few batches per epoch."""
+    import logging
+    import warnings
+
+    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
+    logging.getLogger("lightning.fabric").setLevel(logging.WARNING)
+    for message in (".*LeafSpec.*", ".*modules? in eval mode.*", ".*no `validation_step`.*",
+                    ".*number of training batches.*"):
+        warnings.filterwarnings("ignore", message=message)
 
 
 def fit(module: L.LightningModule, datamodule: L.LightningDataModule, *, profile: str | None,

@@ -117,20 +117,16 @@ def format_tokenizers(result: dict) -> str:
 
 
 # --- the command line: cotlab bench tokenizers -------------------------------------------------
-def arguments(parser: argparse.ArgumentParser) -> None:
-    """``--n`` and ``--only`` (the CLI adds ``--seed`` and ``--json``)."""
-    parser.add_argument("--n", type=int, help="number of scenes (default: 500)")
+def _arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--n", type=int, default=500, help="number of scenes (default: 500)")
     only_option(parser, "tokenizers")
 
 
-def main(args: argparse.Namespace) -> dict:
-    """``bench_tokenizers`` with the command line's options; unset ones keep its defaults."""
-    options = {"n": args.n, "seed": args.seed}
-    return bench_tokenizers(parse_names(args.only), **{k: v for k, v in options.items() if v is not None},
-                            json_path=args.json)
+def _run(args: argparse.Namespace) -> dict:
+    return bench_tokenizers(parse_names(args.only), n=args.n, seed=args.seed, json_path=args.json)
 
 
-BENCH = Bench(arguments, main, "Benchmark every shipped tokenizer checkpoint on the same N scenes: tokens and "
+BENCH = Bench(_arguments, _run, "Benchmark every shipped tokenizer checkpoint on the same N scenes: tokens and "
               "bits per image, PSNR, SSIM, evaluator agreement, Shapes-FD, codebook usage and perplexity, "
               "encode and decode images/s. A hybrid gives a discrete-only and a discrete+residual row. "
               "Missing checkpoints are skipped with a note, unless named with --only.")
