@@ -1,7 +1,6 @@
 """Tokenizer evaluation and its bench: evaluator agreement, codebook statistics, the whole evaluation and
 ``cotlab bench tokenizers``, on stand-in tokenizers (smoke sizes)."""
 
-import argparse
 import json
 
 import pytest
@@ -10,6 +9,7 @@ from tokenizer_standins import Blur, CellColours, HybridCells, Identity
 
 from cotlab import bench as generic_bench
 from cotlab.classifier import ShapesClassifier, ShapesClassifierConfig
+from cotlab.cli import build_parser
 from cotlab.errors import CotlabError
 from cotlab.tokenizers import bench
 from cotlab.tokenizers.bench import TOKENIZERS, bench_tokenizers
@@ -102,11 +102,8 @@ def test_tokenizers_are_the_recipes_of_the_house():
 
 
 def test_the_command_line_hooks_run_the_bench(shipped, tmp_path, capsys):
-    parser = argparse.ArgumentParser()
-    bench.BENCH.arguments(parser)
-    parser.add_argument("--seed", type=int)  # the CLI adds --seed and --json to every bench
-    parser.add_argument("--json")
-    args = parser.parse_args(["--n", "8", "--only", "vq_f8", "--json", str(tmp_path / "bench.json")])
+    argv = ["bench", "tokenizers", "--n", "8", "--only", "vq_f8", "--json", str(tmp_path / "bench.json")]
+    args = build_parser(argv).parse_args(argv)  # as the CLI parses them (it adds --seed and --json)
     result = bench.BENCH.run(args)
     assert result["n"] == 8 and result["seed"] == 0 and [r["tokenizer"] for r in result["rows"]] == ["vq_f8"]
     assert (tmp_path / "bench.json").is_file() and "| vq_f8 |" in capsys.readouterr().out
