@@ -1,10 +1,11 @@
 """Benchmarks (``cotlab bench NAME``): what every benchmark shares, and the evaluator's own benchmark.
 
-A benchmark compares side by side in one run, prints a table and writes its result as JSON
-(``report``). Each topic keeps its benchmarks in its house (``cotlab.tokenizers.bench``,
-``cotlab.masked_ar.bench``, ``cotlab.verification.bench``) as a ``Bench``: its options and what it
-runs; ``cotlab.registry.BENCHES`` names them for the command line, which adds ``--seed`` and
-``--json`` to every one. Here: ``report``, ``load_shipped``, ``best_time``, the shared options, and
+A benchmark compares side by side in one run and returns its result, every score with its 95 %
+interval. Each topic keeps its benchmarks in its house (``cotlab.tokenizers.bench``,
+``cotlab.masked_ar.bench``, ``cotlab.verification.bench``) as a ``Bench``: its options, what it runs
+and its table; ``cotlab.registry.BENCHES`` names them for the command line, which adds ``--seed``,
+``--json FILE`` and ``--ship`` (the result written to ``data/results/NAME.json``, see
+``cotlab.results``) to every one. Here: ``load_shipped``, ``best_time``, the shared options, and
 ``bench_evaluator`` — the exact detector against the renderer's ground truth, on clean renders (half
 of them edited to fail: a missing object, a wrong count, colour or relation) and on the same scenes
 degraded the way generated images are.
@@ -23,17 +24,19 @@ from tqdm.auto import tqdm
 from cotlab.errors import CotlabError
 from cotlab.geneval import detect, evaluate, truth
 from cotlab.harness import load_checkpoint
-from cotlab.io import atomic_write_json
 from cotlab.shapes import COLORS, TAGS, Scene, World
+from cotlab.stats import proportion_interval, with_interval
 
 
 @dataclass(frozen=True)
 class Bench:
     """A benchmark as ``cotlab bench`` runs it: ``arguments`` adds its own options to its parser,
-    ``run`` runs it from the parsed arguments (with ``seed`` and ``json`` among them) and returns its
-    result; ``description`` is its ``--help``."""
+    ``run`` runs it from the parsed arguments (with ``seed`` among them) and returns its result,
+    ``format`` makes its Markdown table (printed, and rendered into the README from the shipped
+    result); ``description`` is its ``--help``."""
     arguments: Callable[[argparse.ArgumentParser], None]
     run: Callable[[argparse.Namespace], dict]
+    format: Callable[[dict], str]
     description: str
 
 
@@ -121,77 +124,77 @@ def _objects_match(detections, scene: Scene, world: World) -> bool:
     return found == sorted((o.shape, o.color, o.row, o.col) for o in scene.objects)
 
 
-def report(result: dict, format_table, json_path: str | None) -> dict:
-    """Print a benchmark's table, write its result to ``json_path`` (if given) and return it."""
-    print(format_table(result))
-    if json_path:
-        atomic_write_json(json_path, result)
-    return result
+def shares(hits: list[bool]) -> tuple[float, list[float]]:
+    """The share of hits and its 95 % (Wilson) interval."""
+    return float(np.mean(hits)), proportion_interval(sum(hits), len(hits))
 
 
-def bench_evaluator(n: int = 5000, seed: int = 0, json_path: str | None = None,
-                    world: World = World()) -> dict:
+def bench_evaluator(n: int = 5000, seed: int = 0, world: World = World()) -> dict:
     """Verdict accuracy of the detector + GenEval rules against the renderer's ground truth on
     ``n`` scenes (half edited to fail), drawn clean, with one degradation each (the target set),
-    and with all degradations at once (a harder set, reported without a target)."""
+    and with all degradations at once (a harder set, reported without a target); every share with
+    its 95 % interval."""
     rng = np.random.default_rng(seed)
-    stats = {k: {"images": 0, "verdict": 0, "objects": 0, "failing": 0, "seconds": 0.0,
-                 "errors": []} for k in ("clean", "degraded", "all degradations")}
-    per_tag = {k: {t: [0, 0] for t in TAGS} for k in stats}
-    per_kind = {d: [0, 0] for d in DEGRADATIONS}
+    kinds = ("clean", "degraded", "all degradations")
+    trials = {k: [] for k in kinds}  # per image: (tag, degradation, verdict right, objects right)
+    seconds, failing, errors = dict.fromkeys(kinds, 0.0), 0, {k: [] for k in kinds}
     for i in tqdm(range(n), desc="evaluator bench", mininterval=2):
         tag = TAGS[i % len(TAGS)]
         scene, meta = world.sample(rng, tag)
         if i % 2:
             scene = break_scene(scene, meta, rng, world)
         expected, _ = truth(scene, meta, world)
+        failing += not expected
         one = DEGRADATIONS[rng.integers(len(DEGRADATIONS))]
-        for kind in stats:
+        for kind in kinds:
             img = (world.render(scene) if kind == "clean" else
                    degrade(scene, rng, world, (one,)) if kind == "degraded" else
                    degrade(scene, rng, world))
             t0 = time.perf_counter()
             detections, notes = detect(img, world)
             got, reason = evaluate(detections, meta)
-            s = stats[kind]
-            s["seconds"] += time.perf_counter() - t0
-            s["images"] += 1
-            s["failing"] += not expected
-            s["verdict"] += got == expected
-            s["objects"] += _objects_match(detections, scene, world)
-            per_tag[kind][tag][0] += got == expected
-            per_tag[kind][tag][1] += 1
-            if kind == "degraded":
-                per_kind[one][0] += got == expected
-                per_kind[one][1] += 1
-            if got != expected and len(s["errors"]) < 5:
-                s["errors"].append({"prompt": meta["prompt"], "expected": expected,
-                                    "reason": reason or "; ".join(notes)})
+            seconds[kind] += time.perf_counter() - t0
+            trials[kind].append((tag, one, got == expected, _objects_match(detections, scene, world)))
+            if got != expected and len(errors[kind]) < 5:
+                errors[kind].append({"prompt": meta["prompt"], "expected": expected,
+                                     "reason": reason or "; ".join(notes)})
     result = {}
-    for kind, s in stats.items():
-        result[kind] = {"images": s["images"],
-                        "failing_share": s["failing"] / s["images"],
-                        "verdict_accuracy": s["verdict"] / s["images"],
-                        "object_recovery": s["objects"] / s["images"],
-                        "images_per_s": s["images"] / s["seconds"],
-                        "per_tag": {t: a / m for t, (a, m) in per_tag[kind].items() if m},
-                        "example_errors": s["errors"]}
-    result["degraded"]["per_degradation"] = {d: a / m for d, (a, m) in per_kind.items() if m}
-    return report(result, format_evaluator, json_path)
+    for kind, rows in trials.items():
+        verdict = [r[2] for r in rows]
+        per_tag = {t: shares([r[2] for r in rows if r[0] == t]) for t in TAGS}
+        result[kind] = {"images": len(rows), "failing_share": failing / n,
+                        "verdict_accuracy": shares(verdict)[0], "object_recovery": shares([r[3] for r in rows])[0],
+                        "interval": {"verdict_accuracy": shares(verdict)[1],
+                                     "object_recovery": shares([r[3] for r in rows])[1]},
+                        "images_per_s": len(rows) / seconds[kind],
+                        "per_tag": {t: v for t, (v, _) in per_tag.items()},
+                        "per_tag_interval": {t: ci for t, (_, ci) in per_tag.items()},
+                        "example_errors": errors[kind]}
+    per_kind = {d: shares([r[2] for r in trials["degraded"] if r[1] == d]) for d in DEGRADATIONS}
+    result["degraded"]["per_degradation"] = {d: v for d, (v, _) in per_kind.items()}
+    result["degraded"]["per_degradation_interval"] = {d: ci for d, (_, ci) in per_kind.items()}
+    return result
 
 
 def format_evaluator(result: dict) -> str:
-    lines = ["| images | n | built to fail | verdict accuracy | objects recovered | images/s |",
+    def share(value, interval):
+        return with_interval(value, interval, 4)
+
+    lines = ["| images | n | built to fail | verdict accuracy [95 % interval] | objects recovered | images/s |",
              "|---|---|---|---|---|---|"]
     for kind, r in result.items():
         lines.append(f"| {kind} | {r['images']} | {r['failing_share']:.2f} | "
-                     f"{r['verdict_accuracy']:.4f} | {r['object_recovery']:.4f} | "
-                     f"{r['images_per_s']:.0f} |")
-    lines += ["", "| task | " + " | ".join(result) + " |", "|---|" + "---|" * len(result)]
+                     f"{share(r['verdict_accuracy'], r['interval']['verdict_accuracy'])} | "
+                     f"{share(r['object_recovery'], r['interval']['object_recovery'])} | {r['images_per_s']:.0f} |")
+    lines += ["", "| task (verdict accuracy) | " + " | ".join(result) + " |", "|---|" + "---|" * len(result)]
     for t in TAGS:
-        lines.append(f"| {t} | " + " | ".join(f"{r['per_tag'][t]:.4f}" for r in result.values()) + " |")
+        lines.append(f"| {t} | " + " | ".join(share(r["per_tag"][t], r["per_tag_interval"][t])
+                                           for r in result.values()) + " |")
+    degraded = result["degraded"]
     lines += ["", "| one degradation | verdict accuracy |", "|---|---|"]
-    lines += [f"| {d} | {a:.4f} |" for d, a in result["degraded"]["per_degradation"].items()]
+    lines += [f"| {d} | {share(a, degraded['per_degradation_interval'][d])} |"
+              for d, a in degraded["per_degradation"].items()]
+    lines.append("\nIntervals: 95 %, Wilson's for a share of independent scenes.")
     return "\n".join(lines)
 
 
@@ -199,7 +202,7 @@ def _evaluator_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--n", type=int, default=5000, help="number of scenes (default: 5000)")
 
 
-EVALUATOR = Bench(_evaluator_arguments, lambda args: bench_evaluator(args.n, args.seed, args.json),
+EVALUATOR = Bench(_evaluator_arguments, lambda args: bench_evaluator(args.n, args.seed), format_evaluator,
                   "The exact GenEval evaluator against the renderer's ground truth on N scenes (half edited to "
                   "fail): verdict accuracy and objects recovered, on clean renders, with one degradation each "
                   "and with all at once; images/s.")

@@ -1,7 +1,8 @@
 """The ``cotlab`` command: run the workbook, train models, score images, benchmark.
 
 Each subcommand imports its heavy modules only when it runs, so ``cotlab --help`` is instant; the
-benchmarks come from ``cotlab.registry.BENCHES``, each with its options in its topic's house.
+benchmarks come from ``cotlab.registry.BENCHES``, each with its options in its topic's house;
+``cotlab report`` shows the shipped results (``cotlab.results``).
 Errors that name their fix (bad profile, missing checkpoint, unknown model …) print one line and exit 2.
 """
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from collections.abc import Sequence
 
 from cotlab import __version__
@@ -67,6 +69,17 @@ def _geneval_score(args: argparse.Namespace) -> int:
     from cotlab.geneval import score_folder
 
     score_folder(args.dir, json_path=args.json)
+    return 0
+
+
+def _geneval_compare(args: argparse.Namespace) -> int:
+    from cotlab.geneval import compare_folders, format_comparison
+    from cotlab.io import atomic_write_json
+
+    comparison = compare_folders(args.dir_a, args.dir_b)
+    print(format_comparison(comparison, (args.dir_a, args.dir_b)))
+    if args.json:
+        atomic_write_json(args.json, comparison)
     return 0
 
 
@@ -153,11 +166,21 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
         "score", help="score a folder of generated images",
         description="Score images in GenEval's folder layout (DIR/00000/metadata.jsonl, "
                     "DIR/00000/samples/0000.png …): prints each task's score and overall, the unweighted "
-                    "mean of the six tasks.",
+                    "mean of the six tasks, each with its 95 %% interval.",
     )
     score.add_argument("dir", metavar="DIR", help="the folder of generated images")
-    score.add_argument("--json", metavar="FILE", help="also write the scores to FILE as JSON")
+    score.add_argument("--json", metavar="FILE", help="also write the scores and their 95 %% intervals to FILE as JSON")
     score.set_defaults(handler=_geneval_score)
+    compare = geneval_commands.add_parser(
+        "compare", help="two folders of the same prompts and seeds: each score and the paired difference",
+        description="Score two folders generated from the same prompt file with the same --n-samples and --seed "
+                    "(e.g. with and without a verifier) and print each task's score for both and their paired "
+                    "difference A − B with its 95 %% interval; an interval that holds 0 is no measurable difference.",
+    )
+    compare.add_argument("dir_a", metavar="DIR_A", help="the first folder of generated images")
+    compare.add_argument("dir_b", metavar="DIR_B", help="the second, with the same prompts and samples")
+    compare.add_argument("--json", metavar="FILE", help="also write both summaries and the difference to FILE as JSON")
+    compare.set_defaults(handler=_geneval_compare)
 
     bench = commands.add_parser("bench", help="speed and accuracy benchmarks (tables and JSON)",
                                 description="Benchmarks that compare side by side in one run.")
@@ -165,21 +188,56 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     for name, (_, help) in BENCHES.items():
         sub = bench_commands.add_parser(name, help=help, description=help)
         if argv[:2] == ["bench", name]:  # only the benchmark asked for is imported
-            _bench_arguments(sub, get_bench(name))
+            _bench_arguments(sub, name, get_bench(name), argv)
+
+    report = commands.add_parser(
+        "report", help="the shipped results (data/results/) as tables; --readme rewrites the README's",
+        description="Print the table of each shipped result in data/results/ (every benchmark run with --ship), "
+                    "with the command, commit, date and machine that made it. --readme rewrites the README's "
+                    "result blocks (<!-- results:NAME --> … <!-- /results:NAME -->) from the same files.",
+    )
+    report.add_argument("names", nargs="*", metavar="BENCH", help=f"only these results (of: {', '.join(BENCHES)})")
+    report.add_argument("--readme", action="store_true", help="rewrite the README's result blocks")
+    report.set_defaults(handler=_report)
     return parser
 
 
-def _bench_arguments(parser: argparse.ArgumentParser, bench) -> None:
-    """A benchmark's own options, then the two every benchmark has."""
+def _bench_arguments(parser: argparse.ArgumentParser, name: str, bench, argv: list[str]) -> None:
+    """A benchmark's own options, then the three every benchmark has."""
     parser.description = bench.description
     bench.arguments(parser)
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
-    parser.add_argument("--json", metavar="FILE", help="also write the results to FILE as JSON")
+    parser.add_argument("--json", metavar="FILE", help="also write the result to FILE as JSON")
+    parser.add_argument("--ship", action="store_true",
+                        help=f"also write it to data/results/{name}.json, the shipped result that the README "
+                             "and the notebooks show (then run: cotlab report --readme)")
 
     def handler(args: argparse.Namespace) -> int:
-        bench.run(args)
+        from cotlab import results
+        from cotlab.io import atomic_write_json
+
+        start = time.perf_counter()
+        result = bench.run(args)
+        print(bench.format(result))
+        if args.json:
+            atomic_write_json(args.json, result)
+        if args.ship:
+            path = results.save(name, result, "cotlab " + " ".join(argv), time.perf_counter() - start)
+            print(f"wrote {path}; render the README's tables with: cotlab report --readme")
         return 0
     parser.set_defaults(handler=handler)
+
+
+def _report(args: argparse.Namespace) -> int:
+    from cotlab import results
+
+    if args.readme:
+        changed = results.write_readme()
+        print(f"README.md: rewrote {', '.join(changed)}" if changed else "README.md is up to date")
+        return 0
+    for name in args.names or results.shipped():
+        print(f"## {name}\n\n{results.render(name)}")
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

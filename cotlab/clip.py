@@ -36,8 +36,10 @@ from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processor
 from transformers import CLIPConfig, CLIPModel, PreTrainedTokenizerFast
 
 from cotlab import geneval
-from cotlab.harness import Model, Recipe
+from cotlab.bench import Bench
+from cotlab.harness import Model, Recipe, load_checkpoint
 from cotlab.metrics import to_tensor
+from cotlab.stats import bootstrap_values, proportion_interval, quantile_interval, with_interval
 from cotlab.profiles import ProfileConfig
 from cotlab.shapes import TAGS, World, all_prompts, counterfactual
 
@@ -221,29 +223,65 @@ def contrast_pair(world: World, rng: np.random.Generator, tag: str):
 
 
 def caption_accuracy(model: ShapesCLIP, n_per_tag: int = 200, seed: int = 1234,
-                     world: World = World()) -> dict[str, float]:
+                     world: World = World()) -> dict:
     """Per tag, how often ``model`` scores a scene's true caption above a counterfactual one.
 
     Pairs are ranked by cosine similarity (CLIPScore's order, without its clipping at zero, which
     would tie an untrained model's negative scores); a tie counts ½, so chance is 0.5.
-    Returns ``{tag: accuracy}`` for the six tags and their ``"mean"``.
+    Returns ``{tag: accuracy}`` for the six tags and their ``"mean"``, and under ``"interval"`` their
+    95 % intervals: Wilson's for a tag (a share of pairs), a bootstrap for the mean (pairs resampled
+    within each tag).
     """
     rng = np.random.default_rng(seed)
     was_training = model.training
     model.eval()
-    result = {}
+    wins = {}
     with torch.no_grad():
         for tag in TAGS:
             scenes, right, wrong = zip(*(contrast_pair(world, rng, tag) for _ in range(n_per_tag)))
             u = model.encode_image(to_tensor(np.stack([world.render(s) for s in scenes])))  # (B, D)
             cos_right = (u * model.encode_text([m["prompt"] for m in right])[0]).sum(-1)  # (B,)
             cos_wrong = (u * model.encode_text([m["prompt"] for m in wrong])[0]).sum(-1)  # (B,)
-            wins = (cos_right > cos_wrong).float() + 0.5 * (cos_right == cos_wrong).float()
-            result[tag] = wins.mean().item()
-    result["mean"] = float(np.mean([result[tag] for tag in TAGS]))
+            wins[tag] = ((cos_right > cos_wrong).float() + 0.5 * (cos_right == cos_wrong).float()).numpy()
     model.train(was_training)
+    resampled = {tag: bootstrap_values(np.mean, w) for tag, w in wins.items()}  # (resamples,) each
+    result = {tag: float(w.mean()) for tag, w in wins.items()}
+    result["mean"] = float(np.mean([result[tag] for tag in TAGS]))
+    result["interval"] = {**{tag: proportion_interval(w.sum(), len(w)) for tag, w in wins.items()},
+                          "mean": quantile_interval(np.mean(list(resampled.values()), 0))}
     return result
 
 
+def _card_metrics(model: ShapesCLIP, profile: str) -> dict:
+    """The model card's numbers: ``caption_accuracy`` on the config's pairs, intervals as ``TAG_interval``."""
+    accuracy = caption_accuracy(model, n_per_tag=model.config.eval_per_tag)
+    return {**accuracy, **{f"{k}_interval": [round(v, 4) for v in ci] for k, ci in accuracy.pop("interval").items()}}
+
+
 RECIPE = Recipe.of("clip", ShapesCLIP, "a small CLIP on Shapes captions: the shared text encoder and the "
-                   "zero-shot judge", lambda model, profile: caption_accuracy(model, n_per_tag=model.config.eval_per_tag))
+                   "zero-shot judge", _card_metrics)
+
+
+# --- cotlab bench clip ---------------------------------------------------------------------------
+def bench_clip(n_per_tag: int = 1000, seed: int = 0) -> dict:
+    """``caption_accuracy`` of the shipped CLIP on ``n_per_tag`` minimally different caption pairs per task."""
+    return {"n_per_tag": n_per_tag, "seed": seed, **caption_accuracy(load_checkpoint("clip"), n_per_tag, seed)}
+
+
+def format_clip(result: dict) -> str:
+    keys = [*TAGS, "mean"]
+    return "\n".join(["| " + " | ".join(keys) + " |", "|---" * len(keys) + "|",
+                      "| " + " | ".join(with_interval(result[k], result["interval"][k]) for k in keys) + " |",
+                      f"\nHow often the shipped CLIP scores a scene's true caption above a minimally changed false "
+                      f"one (chance 0.5): {result['n_per_tag']} pairs per task, seed {result['seed']}; 95 % intervals: "
+                      "Wilson's per task, a bootstrap over pairs for the mean."])
+
+
+def _bench_arguments(parser) -> None:
+    parser.add_argument("--n", type=int, default=1000, help="caption pairs per task (default: 1000)")
+
+
+BENCH = Bench(_bench_arguments, lambda args: bench_clip(args.n, args.seed), format_clip,
+              "The shipped CLIP's caption accuracy: per task, how often it scores a scene's true caption above "
+              "a minimally changed false one (another shape, count, colour, the opposite relation, swapped "
+              "colours); chance 0.5.")

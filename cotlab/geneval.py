@@ -27,6 +27,7 @@ from scipy import ndimage
 
 from .errors import CotlabError
 from .io import DATA_DIR, atomic_write_json, atomic_write_text
+from .stats import LEVEL, describe_difference, quantile_interval, with_interval
 from .shapes import (BACKGROUND, COLORS, PALETTE, RELATIONS, SHAPES, TAGS, Obj, Scene, World,
                      all_prompts, inside)
 
@@ -405,10 +406,9 @@ def read_image(path: Path, world: World) -> np.ndarray:
         return np.asarray(im).copy()
 
 
-def score_folder(outdir: str | Path, json_path: str | Path | None = None,
-                 world: World = World(), quiet: bool = False) -> dict:
-    """Score a folder in GenEval's layout: writes ``results.jsonl``, prints the per-tag table and
-    returns the summary ``{"tags": {tag: score}, "overall": ..., "images": n, ...}``."""
+def judge_folder(outdir: str | Path, world: World = World()) -> list[dict]:
+    """Judge every image of a folder in GenEval's layout: one row per image (filename, tag, prompt,
+    correct, reason, metadata), as GenEval's ``results.jsonl`` holds them."""
     outdir = Path(outdir)
     folders = sorted(p for p in outdir.iterdir() if p.is_dir() and p.name.isdigit()) \
         if outdir.is_dir() else []
@@ -429,7 +429,15 @@ def score_folder(outdir: str | Path, json_path: str | Path | None = None,
             correct, reason = judge(read_image(png, world), meta, world)
             rows.append({"filename": str(png), "tag": meta["tag"], "prompt": meta["prompt"],
                          "correct": correct, "reason": reason, "metadata": json.dumps(meta)})
-    atomic_write_text(outdir / "results.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
+    return rows
+
+
+def score_folder(outdir: str | Path, json_path: str | Path | None = None,
+                 world: World = World(), quiet: bool = False) -> dict:
+    """Score a folder in GenEval's layout: writes ``results.jsonl``, prints the per-tag table and
+    returns the summary ``{"tags": {tag: score}, "overall": ..., "interval": ..., "images": n, ...}``."""
+    rows = judge_folder(outdir, world)
+    atomic_write_text(Path(outdir) / "results.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
     summary = summarize(rows)
     if not quiet:
         print(format_summary(summary))
@@ -438,27 +446,123 @@ def score_folder(outdir: str | Path, json_path: str | Path | None = None,
     return summary
 
 
+def compare_folders(outdir_a: str | Path, outdir_b: str | Path, world: World = World()) -> dict:
+    """A − B for two folders of the same prompts and samples (e.g. two strategies at the same seeds):
+    each one's summary and the paired difference per task and overall (``paired_difference``)."""
+    rows_a, rows_b = judge_folder(outdir_a, world), judge_folder(outdir_b, world)
+    prompts = [{_sample_key(r): r["prompt"] for r in rows} for rows in (rows_a, rows_b)]
+    if prompts[0] != prompts[1]:
+        raise CotlabError(f"{outdir_a} and {outdir_b} do not hold the same prompts and samples: a paired "
+                          "comparison needs both generated from one prompt file with the same --n-samples")
+    return {"a": summarize(rows_a), "b": summarize(rows_b), "difference": paired_difference(rows_a, rows_b)}
+
+
+def format_comparison(comparison: dict, names: tuple[str, str] = ("A", "B")) -> str:
+    a, b, d = comparison["a"], comparison["b"], comparison["difference"]
+    lines = [f"| task | {names[0]} | {names[1]} | {names[0]} − {names[1]} (paired) |", "|---|---|---|---|"]
+    for key in [*a["tags"], "overall"]:
+        va, vb = (s["overall"] if key == "overall" else s["tags"][key] for s in (a, b))
+        lines.append(f"| {key} | {with_interval(va, a['interval'][key])} | {with_interval(vb, b['interval'][key])} | "
+                     f"{describe_difference(d[key]['difference'], d[key]['interval'])} |")
+    lines.append("\n95 % intervals: bootstrap over prompts, samples resampled within; the difference resamples "
+                 "both folders alike (paired).")
+    return "\n".join(lines)
+
+
 def summarize(rows: list[dict]) -> dict:
-    """Per-tag accuracy and overall = the unweighted mean over the tags present (six in GenEval);
-    also the share of prompts with at least one correct image, as GenEval prints it."""
-    tags = {}
-    for tag in TAGS:
-        r = [row["correct"] for row in rows if row["tag"] == tag]
-        if r:
-            tags[tag] = float(np.mean(r))
+    """Per-tag accuracy and overall = the unweighted mean over the tags present (six in GenEval),
+    each with its 95 % ``interval`` (``intervals``); also the share of prompts with at least one
+    correct image, as GenEval prints it."""
     by_prompt: dict[str, list[bool]] = {}
     for row in rows:
         by_prompt.setdefault(str(Path(row["filename"]).parent.parent), []).append(row["correct"])
-    return {"tags": tags, "overall": float(np.mean(list(tags.values()))) if tags else 0.0,
+    return {**summarize_scores(rows), "interval": intervals(rows) if rows else {},
             "images": len(rows), "prompts": len(by_prompt),
             "any_correct": float(np.mean([any(v) for v in by_prompt.values()])) if rows else 0.0}
 
 
 def format_summary(summary: dict) -> str:
-    lines = ["| task | score |", "|---|---|"]
-    lines += [f"| {tag} | {s:.3f} |" for tag, s in summary["tags"].items()]
-    lines.append(f"| **overall** | **{summary['overall']:.3f}** |")
+    ci = summary.get("interval", {})
+    lines = ["| task | score [95 % interval] |", "|---|---|"]
+    lines += [f"| {tag} | {with_interval(s, ci.get(tag))} |" for tag, s in summary["tags"].items()]
+    lines.append(f"| **overall** | **{with_interval(summary['overall'], ci.get('overall'))}** |")
     lines.append(f"\n{summary['images']} images of {summary['prompts']} prompts; "
-                 f"prompts with any image correct: {summary['any_correct']:.3f}")
+                 f"prompts with any image correct: {summary['any_correct']:.3f}. Intervals: bootstrap "
+                 f"over prompts, samples resampled within.")
     return "\n".join(lines)
 
+
+# --- uncertainty -------------------------------------------------------------------------------
+# GenEval's scores carry 95 % percentile-bootstrap intervals (``cotlab.stats``) whose resampling
+# follows the design of the measurement: within each task, prompts are drawn with replacement and,
+# within each drawn prompt, its samples; overall is then the mean of the resampled task scores. (This
+# two-stage resampling counts the within-prompt spread twice, so the interval errs on the wide side.)
+# Two strategies judged on the same prompts and seeds are compared *paired* — the same resample for
+# both — which removes the prompts' shared difficulty.
+RESAMPLES = 2000
+
+
+def _sample_key(row: dict) -> tuple[str, str]:
+    """(prompt, sample) of a judged row: ``.../00012/samples/0003.png`` -> ("00012", "0003.png")."""
+    path = Path(row["filename"])
+    return path.parent.parent.name, path.name
+
+
+def _resampled_tasks(row_sets: list[list[dict]], resamples: int, seed: int) -> dict[str, np.ndarray]:
+    """{tag: (len(row_sets), B) task scores on B resamples of prompts, and of samples within each
+    drawn prompt}, the same resample for every row set (each must hold the same prompts and samples)."""
+    rng = np.random.default_rng(seed)
+    tables = [{_sample_key(r): (r["tag"], float(r["correct"])) for r in rows} for rows in row_sets]
+    for k, table in enumerate(tables[1:], 1):
+        if table.keys() != tables[0].keys():
+            raise ValueError(f"a paired comparison needs the same prompts and samples: set {k} differs from set 0")
+    out = {}
+    for tag in TAGS:
+        prompts: dict[str, list[str]] = {}
+        for (prompt, sample), (t, _) in tables[0].items():
+            if t == tag:
+                prompts.setdefault(prompt, []).append(sample)
+        if not prompts:
+            continue
+        keys = sorted(prompts)
+        n = np.array([len(prompts[p]) for p in keys])  # (P,) samples per prompt
+        P, S = len(keys), int(n.max())
+        grids = np.zeros((len(tables), P, S))  # correct, padded with zeros past n
+        for k, table in enumerate(tables):
+            for i, p in enumerate(keys):
+                grids[k, i, :n[i]] = [table[(p, s)][1] for s in sorted(prompts[p])]
+        drawn = rng.integers(P, size=(resamples, P))  # (B, P) prompts drawn
+        n_drawn = n[drawn]  # (B, P)
+        within = (rng.random((resamples, P, S)) * n_drawn[..., None]).astype(int)  # (B, P, S) samples drawn
+        used = np.arange(S) < n_drawn[..., None]  # (B, P, S): a prompt of n samples draws n
+        out[tag] = (grids[:, drawn[..., None], within] * used).sum((2, 3)) / used.sum((1, 2))  # (sets, B)
+    return out
+
+
+def intervals(rows: list[dict], resamples: int = RESAMPLES, seed: int = 0, level: float = LEVEL) -> dict:
+    """95 % intervals of each task's score and of overall (module section above):
+    ``{tag: [lo, hi], ..., "overall": [lo, hi]}``."""
+    tasks = _resampled_tasks([rows], resamples, seed)
+    out = {tag: quantile_interval(scores[0], level) for tag, scores in tasks.items()}
+    out["overall"] = quantile_interval(np.mean([scores[0] for scores in tasks.values()], 0), level)
+    return out
+
+
+def paired_difference(rows_a: list[dict], rows_b: list[dict], resamples: int = RESAMPLES, seed: int = 0,
+                      level: float = LEVEL) -> dict:
+    """A − B for two strategies judged on the same prompts and samples, with the paired interval:
+    ``{tag: {"difference": d, "interval": [lo, hi]}, ..., "overall": {...}}``."""
+    a, b = summarize_scores(rows_a), summarize_scores(rows_b)
+    tasks = _resampled_tasks([rows_a, rows_b], resamples, seed)
+    out = {tag: {"difference": a["tags"][tag] - b["tags"][tag],
+                 "interval": quantile_interval(scores[0] - scores[1], level)} for tag, scores in tasks.items()}
+    overall = np.mean([scores[0] - scores[1] for scores in tasks.values()], 0)
+    out["overall"] = {"difference": a["overall"] - b["overall"], "interval": quantile_interval(overall, level)}
+    return out
+
+
+def summarize_scores(rows: list[dict]) -> dict:
+    """Per-tag accuracy and overall (the unweighted mean of the tags present), without intervals."""
+    tags = {tag: float(np.mean([r["correct"] for r in rows if r["tag"] == tag]))
+            for tag in TAGS if any(r["tag"] == tag for r in rows)}
+    return {"tags": tags, "overall": float(np.mean(list(tags.values()))) if tags else 0.0}

@@ -20,7 +20,6 @@ import json
 import math
 import os
 import shutil
-import subprocess
 import tempfile
 import time
 from collections.abc import Callable, Iterable
@@ -38,7 +37,7 @@ from safetensors.torch import load_model, save_file
 
 from cotlab.errors import CotlabError
 from cotlab.io import (DATA_DIR, REPO_ROOT, RUNS_DIR, atomic_output, atomic_write_json,
-                       atomic_write_text, new_run_dir, timestamp)
+                       atomic_write_text, git_commit, new_run_dir, timestamp)
 from cotlab.profiles import resolve_profile
 from cotlab.registry import get_recipe
 
@@ -324,7 +323,7 @@ def evaluate_checkpoint(name_or_path: str | Path) -> dict[str, Any]:
     with torch.no_grad():
         metrics = recipe.evaluate(load_checkpoint(folder), card["profile"])
     card["metrics"].update(metrics)
-    card["evaluated"] = {"date": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"), "commit": _git_commit(),
+    card["evaluated"] = {"date": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"), "commit": git_commit(),
                          "command": f"cotlab evaluate {name_or_path}"}
     atomic_write_json(folder / "card.json", card)
     atomic_write_text(folder / "MODEL_CARD.md", _model_card_markdown(card))
@@ -359,7 +358,7 @@ def save_checkpoint(
         "parameters": sum(p.numel() for p in module.parameters()),
         "profile": profile,
         "command": command,
-        "commit": _git_commit(),
+        "commit": git_commit(),
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "train_seconds": round(train_seconds, 1),
         "steps": steps,
@@ -449,21 +448,6 @@ def _checkpoint_folder(name_or_path: str | Path) -> Path:
         raise FileNotFoundError(f"no checkpoint '{name_or_path}' at {shown} — "
                                 f"train it with: cotlab train {name_or_path} --profile cpu --ship")
     return directory
-
-
-def _git_commit() -> str:
-    """The repository's short commit, with ``-dirty`` if tracked files changed since; else "unknown"."""
-    def git(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=30)
-
-    try:
-        head = git("rev-parse", "--short", "HEAD")
-        if head.returncode != 0:
-            return "unknown"
-        dirty = git("diff", "--quiet", "HEAD").returncode != 0
-    except (OSError, subprocess.TimeoutExpired):
-        return "unknown"
-    return head.stdout.strip() + ("-dirty" if dirty else "")
 
 
 def _model_card_markdown(card: dict[str, Any]) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -95,3 +96,18 @@ def write_metrics(run_dir: str | Path, metrics: dict[str, Any]) -> dict[str, Any
     merged.update(metrics)
     atomic_write_json(path, merged)
     return merged
+
+
+def git_commit() -> str:
+    """The repository's short commit, with ``-dirty`` if tracked files changed since; else "unknown"."""
+    def git(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=30)
+
+    try:
+        head = git("rev-parse", "--short", "HEAD")
+        if head.returncode != 0:
+            return "unknown"
+        dirty = git("diff", "--quiet", "HEAD").returncode != 0
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+    return head.stdout.strip() + ("-dirty" if dirty else "")

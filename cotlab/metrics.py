@@ -28,6 +28,8 @@ import numpy as np
 import torch
 from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
 
+from cotlab.stats import bootstrap_values, quantile_interval
+
 
 # --- conversions -------------------------------------------------------------------------------
 def to_uint8(images: torch.Tensor) -> np.ndarray:
@@ -55,9 +57,14 @@ def device_of(model) -> torch.device:
 
 
 # --- pixel metrics -----------------------------------------------------------------------------
+def psnr_per_image(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """10·log10(1 / MSE) of each image pair, (B,), for (B, 3, H, W) images in [0, 1] (∞ if identical)."""
+    return peak_signal_noise_ratio(x, y, data_range=1.0, reduction="none", dim=(1, 2, 3))
+
+
 def psnr(x: torch.Tensor, y: torch.Tensor) -> float:
     """Mean over images of 10·log10(1 / MSE), for (B, 3, H, W) images in [0, 1] (∞ if identical)."""
-    return peak_signal_noise_ratio(x, y, data_range=1.0, reduction="none", dim=(1, 2, 3)).mean().item()
+    return psnr_per_image(x, y).mean().item()
 
 
 def pooled_psnr(x: torch.Tensor, y: torch.Tensor) -> float:
@@ -66,9 +73,14 @@ def pooled_psnr(x: torch.Tensor, y: torch.Tensor) -> float:
     return (10 * torch.log10(1 / (x - y).square().mean())).item()
 
 
+def ssim_per_image(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """SSIM (11-px Gaussian window, σ = 1.5) of each image pair, (B,), for images in [0, 1]."""
+    return structural_similarity_index_measure(x, y, data_range=1.0, reduction="none")
+
+
 def ssim(x: torch.Tensor, y: torch.Tensor) -> float:
     """Mean over images of SSIM (11-px Gaussian window, σ = 1.5), for images in [0, 1]."""
-    return structural_similarity_index_measure(x, y, data_range=1.0, reduction="none").mean().item()
+    return ssim_per_image(x, y).mean().item()
 
 
 # --- Shapes-FD ---------------------------------------------------------------------------------
@@ -111,3 +123,16 @@ def shapes_fd(real_images: torch.Tensor, fake_images: torch.Tensor, classifier) 
     """Shapes-FD between two sets of (B, 3, H, W) images in [0, 1] (not comparable to Inception FID)."""
     return frechet_distance(*feature_statistics(features(real_images, classifier)),
                             *feature_statistics(features(fake_images, classifier)))
+
+
+def shapes_fd_with_interval(real_images: torch.Tensor, fake_images: torch.Tensor, classifier,
+                            resamples: int = 200) -> tuple[float, list[float]]:
+    """Shapes-FD and a 95 % interval: the spread of FD over bootstrap resamples of both sets, centred
+    on the full sets' FD. (A resample repeats images, which lowers the diversity FD sees and so raises
+    FD by a bias larger than its spread; the percentile interval itself would miss the estimate.)"""
+    real, fake = features(real_images, classifier), features(fake_images, classifier)  # (B, D) each
+
+    def fd(r, f):
+        return frechet_distance(*feature_statistics(r), *feature_statistics(f))
+    full, resampled = fd(real, fake), bootstrap_values(fd, real, fake, resamples=resamples)
+    return full, quantile_interval(resampled - np.median(resampled) + full)

@@ -34,6 +34,7 @@ RECIPES = {
 
 BENCHES = {  # name -> ("module:attribute" of its Bench, one line of help)
     "evaluator": ("cotlab.bench:EVALUATOR", "the GenEval evaluator's speed and accuracy against the renderer's truth"),
+    "clip": ("cotlab.clip:BENCH", "the shipped CLIP's caption accuracy per task: true caption against a minimally changed one"),
     "tokenizers": ("cotlab.tokenizers.bench:BENCH",
                    "the shipped tokenizers side by side: rate, quality, codebook use, speed"),
     "decoding": ("cotlab.masked_ar.bench:DECODING",

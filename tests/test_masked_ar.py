@@ -143,12 +143,12 @@ def test_bench_decoding_compares_masked_steps_with_raster(tmp_path):
 
     folders = [save_checkpoint(model(order), tmp_path / order, name=order, profile="smoke", command="test",
                                train_seconds=0.0, steps=0, metrics={}) for order in ("masked", "raster")]
-    result = bench_decoding([str(f) for f in folders], steps=(2, 4), every=60, n_samples=1,
-                            json_path=tmp_path / "decoding.json")
+    result = bench_decoding([str(f) for f in folders], steps=(2, 4), every=60, n_samples=1)
     rows = [(r["order"], r["steps"], r["forward_passes"]) for r in result["rows"]]
     assert rows == [("masked", 2, 4), ("masked", 4, 8), ("raster", 16, 32)]
     assert all(0 <= r["overall"] <= 1 and r["images_per_s"] > 0 for r in result["rows"])
-    assert result["prompts"] == 12 and (tmp_path / "decoding.json").is_file()
+    assert result["prompts"] == 12
+    assert [(d["steps"], d["fewer_passes"]) for d in result["differences"]] == [(2, 8.0), (4, 4.0)]
 
 
 def test_decoding_figure_and_viewer_show_every_step():

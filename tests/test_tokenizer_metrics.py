@@ -9,7 +9,7 @@ from tokenizer_standins import Blur, CellColours, HybridCells, Identity
 
 from cotlab import bench as generic_bench
 from cotlab.classifier import ShapesClassifier, ShapesClassifierConfig
-from cotlab.cli import build_parser
+from cotlab.cli import main
 from cotlab.errors import CotlabError
 from cotlab.tokenizers import bench
 from cotlab.tokenizers.bench import TOKENIZERS, bench_tokenizers
@@ -41,11 +41,14 @@ def test_agreement_of_identity_is_one_and_blur_fails_with_reasons():
 
 def test_evaluate_tokenizer_returns_the_metrics(classifier):
     continuous = evaluate_tokenizer(Identity(), n=16, classifier=classifier)
-    assert set(continuous) == {"psnr", "ssim", "agreement", "shapes_fd", "tokens_per_image", "bits_per_image"}
+    assert set(continuous) == {"psnr", "ssim", "agreement", "shapes_fd", "tokens_per_image", "bits_per_image",
+                               "interval"}
+    assert set(continuous["interval"]) == {"psnr", "ssim", "agreement", "shapes_fd"}
     assert continuous["agreement"] == 1.0 and continuous["shapes_fd"] == pytest.approx(0, abs=1e-6)
     discrete = evaluate_tokenizer(CellColours(), n=16)
     assert set(discrete) == {"psnr", "ssim", "agreement", "tokens_per_image", "bits_per_image", "usage",
-                             "perplexity"}
+                             "perplexity", "interval"}
+    assert all(lo <= discrete[key] <= hi for key, (lo, hi) in discrete["interval"].items())
     assert 0 < discrete["usage"] <= 1 and 1 <= discrete["perplexity"] <= 8
     assert discrete["bits_per_image"] == 48.0 and discrete["psnr"] < 30
     json.dumps(discrete)  # plain numbers, for model cards and metrics.json
@@ -79,14 +82,14 @@ def shipped(monkeypatch, classifier):
 
 
 def test_bench_compares_the_shipped_tokenizers(shipped, tmp_path, capsys):
-    result = bench_tokenizers(n=8, json_path=tmp_path / "bench.json", batch_size=8)
-    out = capsys.readouterr().out
+    result = bench_tokenizers(n=8, batch_size=8)
+    out = capsys.readouterr().out + bench.format_tokenizers(result)
     assert "skipped: no checkpoint 'vq_f4'" in out and "cotlab train vq_f4 --profile cpu --ship" in out
     assert [r["tokenizer"] for r in result["rows"]] == ["vq_f8", "hybrid_f8 (discrete)",
                                                         "hybrid_f8 (discrete+residual)"]
     assert all(r["encode_per_s"] > 0 and "shapes_fd" in r for r in result["rows"])
     assert "| hybrid_f8 (discrete+residual) |" in out and "not comparable to Inception FID" in out
-    assert json.loads((tmp_path / "bench.json").read_text())["rows"][0]["usage"] == result["rows"][0]["usage"]
+    assert "hybrid_f8: the residual adds" in out and set(result["residual_gain"]) == {"hybrid_f8"}
 
 
 def test_bench_of_a_named_missing_checkpoint_names_the_command(shipped):
@@ -101,12 +104,11 @@ def test_tokenizers_are_the_recipes_of_the_house():
                           "hybrid_f8", "hybrid_f8_alternating")
 
 
-def test_the_command_line_hooks_run_the_bench(shipped, tmp_path, capsys):
-    argv = ["bench", "tokenizers", "--n", "8", "--only", "vq_f8", "--json", str(tmp_path / "bench.json")]
-    args = build_parser(argv).parse_args(argv)  # as the CLI parses them (it adds --seed and --json)
-    result = bench.BENCH.run(args)
+def test_the_command_line_runs_the_bench(shipped, tmp_path, capsys):
+    assert main(["bench", "tokenizers", "--n", "8", "--only", "vq_f8", "--json", str(tmp_path / "bench.json")]) == 0
+    result = json.loads((tmp_path / "bench.json").read_text())
     assert result["n"] == 8 and result["seed"] == 0 and [r["tokenizer"] for r in result["rows"]] == ["vq_f8"]
-    assert (tmp_path / "bench.json").is_file() and "| vq_f8 |" in capsys.readouterr().out
+    assert "| vq_f8 |" in capsys.readouterr().out
 
 
 def test_best_time_is_the_fastest_call_after_a_warm_up():

@@ -31,7 +31,8 @@ from torch import nn
 
 from cotlab import flow, geneval, sampling
 from cotlab.harness import Model, checkpoint_config, load_checkpoint
-from cotlab.metrics import pooled_psnr, shapes_fd, to_tensor, to_uint8
+from cotlab.metrics import pooled_psnr, shapes_fd_with_interval, to_tensor, to_uint8
+from cotlab.stats import bootstrap_interval
 from cotlab.profiles import ProfileConfig
 from cotlab.shapes import World
 
@@ -136,6 +137,11 @@ class ResidualHead(Model):
 
 
 # --- what the residual buys ----------------------------------------------------------------------
+def _pooled_db(mse: np.ndarray) -> float:
+    """PSNR in dB of the MSE pooled over images: 10·log10(1 / mean MSE)."""
+    return float(10 * np.log10(1 / mse.mean()))
+
+
 @torch.no_grad()
 def compare_residual(head: ResidualHead, metas: list[dict], n_samples: int = 4, seed: int = 0, steps: int = 8,
                      cfg: float = 3.0, world: World = World()) -> dict:
@@ -143,7 +149,8 @@ def compare_residual(head: ResidualHead, metas: list[dict], n_samples: int = 4, 
     ``head.generator`` (``steps``, ``cfg``) for ``n_samples`` images per prompt, decoded as D(Z_q) and
     as D(Z_q + Z_r) with the head's sampled residual. Per variant: GenEval overall, Shapes-FD against
     renders of scenes drawn for the same prompts, and PSNR to the nearest render (pooled); seconds per
-    image. Discrete: the transformer's decoding, then D(Z_q). Hybrid: the same decoding, then one
+    image; each with its 95 % interval, and the paired differences (GenEval overall, PSNR) on the same
+    tokens. Discrete: the transformer's decoding, then D(Z_q). Hybrid: the same decoding, then one
     more transformer pass (hidden states of the final tokens), the head's Euler steps and
     D(Z_q + Z_r) instead of D(Z_q) — so its time is the discrete time − D(Z_q) + ``add_residual``."""
     generator, rng = head.generator, np.random.default_rng(seed)
@@ -171,13 +178,23 @@ def compare_residual(head: ResidualHead, metas: list[dict], n_samples: int = 4, 
     real = torch.cat(renders)  # (P·n, 3, H, W)
     classifier = load_checkpoint("shapes_classifier")
     n_images = len(real)
-    out = []
+    out, errors = [], {}
     for name, chunks in images.items():
         x = torch.cat(chunks)  # (P·n, 3, H, W)
         nearest = to_tensor(np.stack([geneval.nearest_render(image, world) for image in to_uint8(x)]))
+        errors[name] = (x - nearest).square().mean((1, 2, 3)).numpy()  # (P·n,) MSE to the nearest render
+        fd, fd_interval = shapes_fd_with_interval(real, x, classifier)
         total = seconds["discrete"] + (seconds["residual"] - seconds["decoder"] if name != "discrete" else 0.0)
-        out.append({"variant": name, "overall": geneval.summarize(rows[name])["overall"],
-                    "shapes_fd": shapes_fd(real, x, classifier), "psnr_to_nearest_render": pooled_psnr(x, nearest),
-                    "seconds_per_image": total / n_images})
+        summary = geneval.summarize(rows[name])
+        out.append({"variant": name, "overall": summary["overall"], "shapes_fd": fd,
+                    "psnr_to_nearest_render": pooled_psnr(x, nearest), "seconds_per_image": total / n_images,
+                    "interval": {"overall": summary["interval"]["overall"], "shapes_fd": fd_interval,
+                                 "psnr_to_nearest_render": bootstrap_interval(_pooled_db, errors[name])}})
+    geneval_gain = geneval.paired_difference(rows["discrete+residual"], rows["discrete"])["overall"]
+    psnr_gain = _pooled_db(errors["discrete+residual"]) - _pooled_db(errors["discrete"])
+    difference = {"overall": geneval_gain, "psnr_to_nearest_render": {
+        "difference": psnr_gain, "interval": bootstrap_interval(lambda a, b: _pooled_db(a) - _pooled_db(b),
+                                                                errors["discrete+residual"], errors["discrete"])}}
     return {"prompts": len(metas), "n_samples": n_samples, "steps": steps, "cfg": cfg, "seed": seed, "rows": out,
+            "difference": difference,
             "extra_time": (seconds["residual"] - seconds["decoder"]) / seconds["discrete"]}

@@ -11,13 +11,14 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from cotlab.bench import Bench, best_time, load_shipped, only_option, parse_names, report
+from cotlab.bench import Bench, best_time, load_shipped, only_option, parse_names
 from cotlab.errors import CotlabError
 from cotlab.harness import checkpoint_card, load_checkpoint
 from cotlab.metrics import device_of
 from cotlab.registry import RECIPES, recipes_in
 from cotlab.shapes import World, make_batch
-from cotlab.tokenizers.metrics import evaluate_tokenizer, variants
+from cotlab.stats import describe_difference
+from cotlab.tokenizers.metrics import evaluate_tokenizer, residual_gain, variants
 
 TOKENIZERS = recipes_in("cotlab.tokenizers")  # every recipe of this house: vq_f8, vq_f4, … hybrid_f8_alternating
 
@@ -42,8 +43,8 @@ def throughput(model, images: torch.Tensor, repeats: int = 3, **options) -> dict
             "decode_per_s": B / (t_rec - t_enc) if t_enc and t_rec > t_enc else None}
 
 
-def bench_tokenizers(names: list[str] | None = None, n: int = 500, seed: int = 0,
-                     json_path: str | None = None, world: World = World(), batch_size: int = 256) -> dict:
+def bench_tokenizers(names: list[str] | None = None, n: int = 500, seed: int = 0, world: World = World(),
+                     batch_size: int = 256) -> dict:
     """Every shipped tokenizer side by side (``compare_tokenizers``). Named tokenizers must have
     checkpoints; without ``names``, the missing ones are skipped with a note."""
     unknown = [name for name in names or () if name not in RECIPES and "/" not in name]
@@ -51,16 +52,16 @@ def bench_tokenizers(names: list[str] | None = None, n: int = 500, seed: int = 0
         raise CotlabError(f"unknown tokenizer {unknown[0]!r}: choose from {', '.join(TOKENIZERS)}, "
                           "or give a checkpoint folder")
     models = load_shipped(names, TOKENIZERS, "tokenizer")
-    return compare_tokenizers(models, n, seed, json_path, world, batch_size)
+    return compare_tokenizers(models, n, seed, world, batch_size)
 
 
-def compare_tokenizers(models: dict, n: int = 500, seed: int = 0, json_path: str | None = None,
-                       world: World = World(), batch_size: int = 256) -> dict:
+def compare_tokenizers(models: dict, n: int = 500, seed: int = 0, world: World = World(),
+                       batch_size: int = 256) -> dict:
     """Tokenizers ``{name: model}`` side by side on the same ``n`` scenes: tokens and bits per image,
-    PSNR, SSIM, evaluator agreement, Shapes-FD, codebook usage and perplexity, and encode/decode
-    throughput on one batch of ``batch_size``. A hybrid gives two rows, discrete-only and
-    discrete+residual. Printed as a table, returned as ``{"rows": [...], ...}``, and written to
-    ``json_path`` if given."""
+    PSNR, SSIM, evaluator agreement, Shapes-FD (each with its 95 % interval), codebook usage and
+    perplexity, and encode/decode throughput on one batch of ``batch_size``. A hybrid gives two rows,
+    discrete-only and discrete+residual, and the residual's paired PSNR gain. Returns
+    ``{"rows": [...], "residual_gain": {name: ...}, ...}``."""
     try:
         classifier = load_checkpoint("shapes_classifier")
         accuracy = checkpoint_card("shapes_classifier")["metrics"].get("cell_accuracy")
@@ -68,24 +69,28 @@ def compare_tokenizers(models: dict, n: int = 500, seed: int = 0, json_path: str
         classifier, accuracy = None, None
         print(f"no Shapes-FD: {e}")
     images = make_batch(world, np.random.default_rng(seed + 1), batch_size)["image"]  # for timing
-    rows = []
+    rows, gains = [], {}
     for name, model in tqdm(models.items(), desc="tokenizer bench", mininterval=2):
         for label, options in variants(model).items():
             metrics = evaluate_tokenizer(model, n, seed, world, classifier, **options)
             rows.append({"tokenizer": f"{name} ({label})" if label else name, "checkpoint": name,
                          **options, **metrics, **throughput(model, images, **options)})
-    result = {"n": n, "seed": seed, "timing_batch": batch_size,
-              "shapes_fd_classifier": None if classifier is None else
-              {"checkpoint": "shapes_classifier", "cell_accuracy": accuracy},
-              "rows": rows}
-    return report(result, format_tokenizers, json_path)
+        if len(variants(model)) == 2:
+            gains[name] = residual_gain(model, n, seed, world)
+    return {"n": n, "seed": seed, "timing_batch": batch_size,
+            "shapes_fd_classifier": None if classifier is None else
+            {"checkpoint": "shapes_classifier", "cell_accuracy": accuracy},
+            "rows": rows, "residual_gain": gains}
 
 
 def format_tokenizers(result: dict) -> str:
     """The bench's table, the residual's gain for each hybrid, and how Shapes-FD was measured."""
     def cell(row, key, fmt):
         value = row.get(key)
-        return "—" if value is None else format(value, fmt)
+        if value is None:
+            return "—"
+        interval = row.get("interval", {}).get(key)
+        return format(value, fmt) + (f" [{interval[0]:{fmt}}, {interval[1]:{fmt}}]" if interval else "")
 
     columns = [("tokens", "tokens_per_image", "d"), ("bits", "bits_per_image", ".0f"),
                ("PSNR dB", "psnr", ".2f"), ("SSIM", "ssim", ".4f"), ("agreement", "agreement", ".3f"),
@@ -101,15 +106,16 @@ def format_tokenizers(result: dict) -> str:
         if "residual" in r:
             by_checkpoint.setdefault(r["checkpoint"], {})[r["residual"]] = r
     for name, pair in by_checkpoint.items():
-        if len(pair) == 2:
-            d, c = pair[False], pair[True]
-            lines.append(f"\n{name}: the residual adds {c['psnr'] - d['psnr']:+.2f} dB PSNR; "
-                         f"agreement {d['agreement']:.3f} → {c['agreement']:.3f}; "
-                         f"bits ×{c['bits_per_image'] / d['bits_per_image']:.1f}")
+        d, c = pair[False], pair[True]
+        gain = result["residual_gain"][name]
+        lines.append(f"\n{name}: the residual adds {describe_difference(gain['psnr'], gain['interval'], 2)} dB PSNR "
+                     f"(paired, per scene); agreement {d['agreement']:.3f} → {c['agreement']:.3f}; "
+                     f"bits ×{c['bits_per_image'] / d['bits_per_image']:.1f}")
     fd = result["shapes_fd_classifier"]
     accuracy = "?" if fd is None or fd["cell_accuracy"] is None else f"{fd['cell_accuracy']:.4f}"
-    lines.append(f"\n{result['n']} scenes (seed {result['seed']}); throughput on one batch of "
-                 f"{result['timing_batch']}, decode = reconstruct − encode. "
+    lines.append(f"\n{result['n']} scenes (seed {result['seed']}); 95 % intervals: bootstrap over scenes (PSNR, SSIM, "
+                 f"Shapes-FD), Wilson's (agreement). Throughput on one batch of {result['timing_batch']}, decode = "
+                 "reconstruct − encode. "
                  + ("Shapes-FD: not computed (no shapes_classifier checkpoint)." if fd is None else
                     f"Shapes-FD in the features of shapes_classifier (cell accuracy {accuracy}); "
                     "not comparable to Inception FID."))
@@ -123,10 +129,10 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _run(args: argparse.Namespace) -> dict:
-    return bench_tokenizers(parse_names(args.only), n=args.n, seed=args.seed, json_path=args.json)
+    return bench_tokenizers(parse_names(args.only), n=args.n, seed=args.seed)
 
 
-BENCH = Bench(_arguments, _run, "Benchmark every shipped tokenizer checkpoint on the same N scenes: tokens and "
+BENCH = Bench(_arguments, _run, format_tokenizers, "Benchmark every shipped tokenizer checkpoint on the same N scenes: tokens and "
               "bits per image, PSNR, SSIM, evaluator agreement, Shapes-FD, codebook usage and perplexity, "
               "encode and decode images/s. A hybrid gives a discrete-only and a discrete+residual row. "
               "Missing checkpoints are skipped with a note, unless named with --only.")

@@ -25,7 +25,8 @@ import torch
 
 from cotlab import geneval
 from cotlab.classifier import ShapesClassifier
-from cotlab.metrics import device_of, psnr, shapes_fd, ssim, to_uint8
+from cotlab.stats import bootstrap_interval, proportion_interval
+from cotlab.metrics import device_of, psnr_per_image, shapes_fd_with_interval, ssim_per_image, to_uint8
 from cotlab.shapes import World, make_batch
 
 
@@ -106,7 +107,9 @@ def variants(model) -> dict[str, dict]:
 def evaluate_tokenizer(model, n: int = 500, seed: int = 0, world: World = World(),
                        classifier: ShapesClassifier | None = None, batch_size: int = 250,
                        **reconstruct_options: Any) -> dict[str, float]:
-    """Every metric of a tokenizer on the same ``n`` seeded scenes, as a flat dict of numbers.
+    """Every metric of a tokenizer on the same ``n`` seeded scenes: a dict of numbers, and under
+    ``interval`` the 95 % intervals of PSNR, SSIM (bootstrap over scenes), agreement (Wilson's) and
+    Shapes-FD.
 
     ``psnr``, ``ssim``, ``agreement``, ``tokens_per_image`` and ``bits_per_image`` always;
     ``shapes_fd`` (reconstructions against the renders) when a ``classifier`` is given; ``usage``
@@ -117,14 +120,26 @@ def evaluate_tokenizer(model, n: int = 500, seed: int = 0, world: World = World(
     images, metas, before = reference_set(n, seed, world)
     recon = reconstruct(model, images, batch_size, **reconstruct_options)  # (n, 3, H, W)
     agreement, _ = compare_verdicts(recon, metas, before, world)
-    result = {"psnr": psnr(recon, images), "ssim": ssim(recon, images), "agreement": agreement,
+    psnrs, ssims = psnr_per_image(recon, images), ssim_per_image(recon, images)  # (n,) each
+    result = {"psnr": psnrs.mean().item(), "ssim": ssims.mean().item(), "agreement": agreement,
               "tokens_per_image": model.tokens_per_image, "bits_per_image": float(model.bits_per_image)}
+    interval = {"psnr": bootstrap_interval(np.mean, psnrs.numpy()), "ssim": bootstrap_interval(np.mean, ssims.numpy()),
+                "agreement": proportion_interval(round(agreement * n), n)}
     if classifier is not None:
-        result["shapes_fd"] = shapes_fd(images, recon, classifier)
+        result["shapes_fd"], interval["shapes_fd"] = shapes_fd_with_interval(images, recon, classifier)
     if hasattr(model, "encode_indices"):
         indices = _batched(model.encode_indices, images, device_of(model), batch_size)  # (n, N)
         result["usage"], result["perplexity"] = codebook_stats(indices, model.codebook_size)
         if reconstruct_options.get("residual") is False:  # the hybrid's discrete tokens alone
             N = indices.shape[1]
             result["tokens_per_image"], result["bits_per_image"] = N, N * float(np.log2(model.codebook_size))
-    return result
+    return {**result, "interval": interval}
+
+
+def residual_gain(model, n: int = 500, seed: int = 0, world: World = World()) -> dict:
+    """What a hybrid's residual adds, on the same ``n`` scenes: PSNR(discrete + residual) − PSNR(discrete),
+    the mean over scenes of the per-scene gain, with its paired 95 % bootstrap interval."""
+    images, _, _ = reference_set(n, seed, world)
+    gain = (psnr_per_image(reconstruct(model, images, residual=True), images)
+            - psnr_per_image(reconstruct(model, images, residual=False), images)).numpy()  # (n,) dB
+    return {"psnr": float(gain.mean()), "interval": bootstrap_interval(np.mean, gain)}

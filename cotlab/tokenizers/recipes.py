@@ -14,10 +14,14 @@ from cotlab.tokenizers.vq import PLAIN, VQF4Config, VQTokenizer
 
 
 def evaluate(model, profile: str | None = None) -> dict:
-    """``evaluate_tokenizer`` on ``model.config.eval_n`` scenes; for a hybrid once per decoding path,
-    with keys ``discrete_*`` and ``discrete+residual_*``."""
-    return {f"{variant}_{key}" if variant else key: value for variant, options in variants(model).items()
-            for key, value in evaluate_tokenizer(model, n=model.config.eval_n, **options).items()}
+    """``evaluate_tokenizer`` on ``model.config.eval_n`` scenes, each interval as ``KEY_interval``; for
+    a hybrid once per decoding path, with keys ``discrete_*`` and ``discrete+residual_*``."""
+    metrics = {}
+    for variant, options in variants(model).items():
+        result = evaluate_tokenizer(model, n=model.config.eval_n, **options)
+        result.update({f"{key}_interval": [round(v, 4) for v in ci] for key, ci in result.pop("interval").items()})
+        metrics.update({f"{variant}_{key}" if variant else key: value for key, value in result.items()})
+    return metrics
 
 
 VQ_F8 = Recipe.of("vq_f8", VQTokenizer, "VQ tokenizer, f8 (4×4 tokens, one per grid cell), with the collapse remedies",

@@ -35,6 +35,11 @@ PAPER = {  # Show-o on GenEval, best-of-20 (arXiv 2501.13926, Tables 1 and 5); P
 }
 
 
+COMPARISONS = (  # (A, B): A − B, paired, in the table's order
+    *[(name, "baseline") for name in STRATEGIES if name != "baseline"],
+    ("orm", "clip"), ("prm", "clip-prm"), ("prm", "orm"), ("parm", "orm"), ("parm++", "parm"), ("oracle", "orm"))
+
+
 def parm_at(trace: dict, pool_yes: np.ndarray, n: int) -> int:
     """PARM's choice among the first n paths, from a PARM run over N ≥ n paths (its per-path
     decisions) and PARM's ``yes`` on every path's final (for the fallback)."""
@@ -49,9 +54,10 @@ def compare(generator, verifiers: dict, metas: list[dict], n_samples: int = 4, N
             cfg: float = 3.0, seed: int = 0, rounds: int = 3, progress: bool = True) -> dict:
     """Run every strategy on ``metas`` × ``n_samples`` with N candidates (module docstring).
 
-    Returns ``table`` (strategy -> GenEval summary + passes and calls per image), ``scaling``
-    (strategy -> {n: overall}), ``quality`` (verifier -> final/step precision, recall, AUROC),
-    ``rows`` (strategy -> judged rows), ``parm`` (pruning facts) and ``seconds``."""
+    Returns ``table`` (strategy -> GenEval summary with 95 % intervals + passes and calls per image),
+    ``differences`` (the paired differences of ``COMPARISONS``), ``scaling`` (strategy -> {n: overall})
+    and ``scaling_interval``, ``quality`` (verifier -> final/step precision, recall, AUROC, with
+    intervals), ``rows`` (strategy -> judged rows), ``parm`` (pruning facts) and ``seconds``."""
     clip, orm, prm, parm = (verifiers[k] for k in ("clip", "orm", "prm", "parm"))
     step_scorers = {"clip-prm": search.clip_scorer(clip), "prm": search.reward_scorer(prm)}
     options = dict(steps=steps, cfg=cfg)
@@ -141,22 +147,27 @@ def compare(generator, verifiers: dict, metas: list[dict], n_samples: int = 4, N
     for name in STRATEGIES:
         summary = geneval.summarize(rows[name])
         passes, calls = np.array(cost[name]).mean(0)
-        table[name] = {"overall": summary["overall"], **summary["tags"], "passes": float(passes),
-                       "calls": float(calls), "images": len(rows[name])}
-    curves = {name: {n: geneval.summarize(r)["overall"] for n, r in by_n.items() if r}
-              for name, by_n in curve_rows.items()}
+        table[name] = {"overall": summary["overall"], **summary["tags"], "interval": summary["interval"],
+                       "passes": float(passes), "calls": float(calls), "images": len(rows[name])}
+    differences = [{"a": a, "b": b, **geneval.paired_difference(rows[a], rows[b])["overall"]} for a, b in COMPARISONS]
+    curves, curve_intervals = {}, {}
+    for name, by_n in curve_rows.items():
+        summaries = {n: geneval.summarize(r) for n, r in by_n.items() if r}
+        curves[name] = {n: s["overall"] for n, s in summaries.items()}
+        curve_intervals[name] = {n: s["interval"]["overall"] for n, s in summaries.items()}
     finals_cat = {k: np.concatenate(v) for k, v in final_scores.items()}
     steps_cat = {k: np.concatenate(v) for k, v in step_scores.items()}
     quality = {}
     for name, key in (("CLIPScore (zero-shot)", "clip"), ("ORM", "orm"), ("PRM", "prm"), ("PARM", "parm")):
-        quality[name] = {"final": classification(finals_cat[key], finals_cat["correct"])}
+        quality[name] = {"final": classification(finals_cat[key], finals_cat["correct"], intervals=True)}
         if key != "orm":
-            quality[name]["step"] = classification(steps_cat[key], steps_cat["final"])
+            quality[name]["step"] = classification(steps_cat[key], steps_cat["final"], intervals=True)
     kept = np.array(parm_facts["kept"])
     facts = {"mean_kept": float(kept.mean()), "none_kept": parm_facts["resumed"],
              "steps_run_share": float(np.mean(parm_facts["steps_run"]) / steps),
              "clear_at": parm_facts["clear_at"], "steps_run": parm_facts["steps_run"]}
-    return {"table": table, "scaling": curves, "quality": quality, "rows": rows, "parm": facts,
+    return {"table": table, "differences": differences, "scaling": curves, "scaling_interval": curve_intervals,
+            "quality": quality, "rows": rows, "parm": facts,
             "paper": PAPER, "settings": dict(prompts=len(metas), n_samples=n_samples, N=N, steps=steps, cfg=cfg,
                                              seed=seed, scaling_every=scaling_every, rounds=rounds),
             "seconds": time.perf_counter() - start}

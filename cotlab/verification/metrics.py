@@ -15,21 +15,35 @@ import torch
 from torchmetrics.functional.classification import (binary_accuracy, binary_auroc, binary_precision,
                                                    binary_recall)
 
+from cotlab.stats import bootstrap_interval, proportion_interval
 from cotlab.verification.data import DataSpec, load_or_build
 
 
-def classification(scores, labels, threshold: float = 0.5) -> dict[str, float]:
+def classification(scores, labels, threshold: float = 0.5, intervals: bool = False) -> dict:
     """precision, recall, accuracy at ``threshold`` (the decision s ≥ θ), AUROC, and the share of
     positives; counted by torchmetrics. Precision without a positive decision, recall without a
-    positive label and AUROC with a single class are undefined: nan."""
+    positive label and AUROC with a single class are undefined: nan. With ``intervals``, also their
+    95 % intervals under ``interval``: Wilson's for precision and recall (shares of the decided and
+    of the positives), a bootstrap over images for AUROC."""
     s, y = torch.as_tensor(np.asarray(scores, float)), torch.as_tensor(np.asarray(labels, bool)).long()
     said = (s >= threshold).float()  # the decision, then counted as torchmetrics counts
     nan = float("nan")
-    return {"precision": binary_precision(said, y).item() if said.any() else nan,
-            "recall": binary_recall(said, y).item() if y.any() else nan,
-            "accuracy": binary_accuracy(said, y).item(),
-            "auroc": binary_auroc(s, y).item() if 0 < y.sum() < len(y) else nan,
-            "positives": y.float().mean().item()}
+    result = {"precision": binary_precision(said, y).item() if said.any() else nan,
+              "recall": binary_recall(said, y).item() if y.any() else nan,
+              "accuracy": binary_accuracy(said, y).item(),
+              "auroc": _auroc(s, y),
+              "positives": y.float().mean().item()}
+    if intervals:
+        hits = int((said * y).sum())
+        result["interval"] = {
+            "precision": proportion_interval(hits, int(said.sum())) if said.any() else [nan, nan],
+            "recall": proportion_interval(hits, int(y.sum())) if y.any() else [nan, nan],
+            "auroc": bootstrap_interval(_auroc, s, y, resamples=500)}
+    return result
+
+
+def _auroc(s: torch.Tensor, y: torch.Tensor) -> float:
+    return binary_auroc(s, y).item() if 0 < y.sum() < len(y) else float("nan")
 
 
 def clip_probability(clip, images: torch.Tensor, captions: list[str], batch_size: int = 512) -> torch.Tensor:
