@@ -2,7 +2,7 @@
 VENV ?= .venv
 PY = $(VENV)/bin/python
 
-.PHONY: run test lab bench clean
+.PHONY: run test lab bench notebooks clean
 
 # The venv, rebuilt when pyproject.toml changes. Torch comes first so that a machine without a GPU
 # gets the CPU build: here torch==2.13.0+cpu lies on the machine's disk and pip finds it through the
@@ -29,6 +29,10 @@ test: $(VENV)/.installed
 
 lab: $(VENV)/.installed
 	$(VENV)/bin/jupyter lab notebooks/
+
+# Re-execute the committed notebooks in place in the cpu profile (before committing a change they show).
+notebooks: $(VENV)/.installed
+	$(VENV)/bin/cotlab run --in-place --profile cpu
 
 bench: $(VENV)/.installed
 	$(VENV)/bin/cotlab bench evaluator

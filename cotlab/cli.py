@@ -26,6 +26,11 @@ def _run(args: argparse.Namespace) -> int:
     from cotlab.runner import parse_value, run_notebooks
 
     only = [n.strip() for n in args.only.split(",") if n.strip()] if args.only else None
+    if args.in_place:
+        from cotlab.runner import refresh_notebooks
+
+        refresh_notebooks(args.profile, only)
+        return 0
     params = {name: parse_value(value) for name, value in args.param}
     out = run_notebooks(profile=args.profile, only=only, params=params, stop_on_error=args.stop_on_error)
     statuses = [nb["status"] for nb in json.loads((out / "summary.json").read_text())["notebooks"]]
@@ -107,6 +112,9 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
                      help="set a parameter of every notebook's parameters cell, e.g. -p seed 3 "
                           "(values read as papermill does: True/False/None, numbers, else text); repeatable")
     run.add_argument("--stop-on-error", action="store_true", help="stop at the first failing notebook")
+    run.add_argument("--in-place", action="store_true",
+                     help="execute the committed notebooks in notebooks/ themselves (their outputs are what readers "
+                          "see; `make notebooks` does this in the cpu profile before a commit)")
     run.set_defaults(handler=_run)
 
     train = commands.add_parser(

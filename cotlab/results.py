@@ -23,6 +23,7 @@ from pathlib import Path
 from cotlab.errors import CotlabError
 from cotlab.io import DATA_DIR, REPO_ROOT, atomic_write_json, atomic_write_text, git_commit
 from cotlab.registry import BENCHES, get_bench
+from cotlab.stats import agree, with_interval
 
 RESULTS_DIR = DATA_DIR / "results"
 README = REPO_ROOT / "README.md"
@@ -85,3 +86,15 @@ def write_readme(path: Path = README) -> list[str]:
     if changed:
         atomic_write_text(path, render_readme(path.read_text()))
     return changed
+
+
+def side_by_side(entries: dict[str, tuple], shipped: str, run: str, digits: int = 3) -> str:
+    """A notebook's headline: for each ``{label: (shipped value, its interval, this run's value, its
+    interval)}`` both numbers and whether they agree (their 95 % intervals overlap), as Markdown.
+    ``shipped`` and ``run`` describe the two measurements (e.g. "shipped: 139 prompts × 4")."""
+    lines = [f"| | {shipped} | {run} | agree? |", "|---|---|---|---|"]
+    for label, (a, a_interval, b, b_interval) in entries.items():
+        verdict = "yes" if agree(a_interval, b_interval) else "**no**: the intervals do not overlap"
+        lines.append(f"| {label} | {with_interval(a, a_interval, digits)} | {with_interval(b, b_interval, digits)} | "
+                     f"{verdict} |")
+    return "\n".join(lines)

@@ -116,6 +116,30 @@ def run_notebooks(
     return out
 
 
+def refresh_notebooks(profile: str | None = None, only: list[str] | None = None,
+                      notebooks_dir: str | Path = NOTEBOOKS_DIR) -> None:
+    """Execute the committed notebooks in place, in ``profile`` (default cpu): the outputs readers see.
+
+    Only ``interactive = False`` is injected (papermill keeps that cell, so the committed notebook says
+    its figures are static); the profile comes from the environment, so ``make test``'s nbval can
+    execute the same notebook again in the smoke profile. Figures go to a new ``runs/interactive/``
+    folder as in JupyterLab, and the widgets' saved state is dropped."""
+    import papermill
+
+    profile = resolve_profile(profile)
+    for nb in list_notebooks(notebooks_dir, only):
+        start = time.perf_counter()
+        running = nb.with_name(f".{nb.stem}.running.ipynb")  # the committed notebook stays whole if this fails
+        with _environment(COTLAB_PROFILE=profile, TQDM_DISABLE="1"):  # a saved bar would read 0 %
+            papermill.execute_notebook(nb, running, parameters={"interactive": False}, cwd=nb.parent,
+                                       kernel_name="python3", progress_bar=False, execution_timeout=None)
+        notebook = json.loads(running.read_text())
+        notebook["metadata"].pop("widgets", None)
+        atomic_write_text(nb, json.dumps(notebook, indent=1, ensure_ascii=False) + "\n")
+        running.unlink()
+        print(f"{nb.name}: {(time.perf_counter() - start) / 60:.1f} min in the {profile} profile")
+
+
 @contextmanager
 def _environment(**values: str) -> Iterator[None]:
     """Set environment variables (inherited by the kernel) for the duration of the block."""
