@@ -81,6 +81,21 @@ def test_maskgit_decoding_commits_tokens_and_reports_its_steps():
     assert sample(m, captions, steps=4, cfg=1.0).forward_passes == 4
 
 
+def test_each_recorded_step_is_its_own_copy():
+    result = sample(model(), ["a photo of a red circle"], seed=1, keep_steps=True, steps=4)
+    first, last = result.steps[0], result.steps[-1]
+    assert not torch.equal(first["sampled"], last["sampled"])  # decoding resampled the masked positions
+    assert not torch.equal(first["masked"], last["masked"])
+    paths = model().paths(["a photo of a red circle"], 1, steps=4)
+    paths.advance()
+    record = paths.record()
+    kept = {key: value.clone() for key, value in record.items()}
+    paths.finish()
+    paths.sampled.fill_(0)  # the decoder's own tensors, changed in place: the record stays as it was
+    paths.tokens.fill_(0)
+    assert all(torch.equal(record[key], kept[key]) for key in kept)
+
+
 def test_raster_decoding_and_wrong_uses():
     r = model("raster")
     result = sample(r, ["a photo of a blue cross"], seed=0, keep_steps=True, cfg=3.0)

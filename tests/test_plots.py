@@ -48,8 +48,8 @@ def test_score_sweeps_and_passes_quality(tmp_path):
     fig = plots.score_sweeps({"steps": ([1, 2], [summary, summary]), "cfg": ([1, 3], [summary, summary])},
                              save=tmp_path, name="sweeps")
     assert len(fig.axes) == 2 and len(fig.axes[0].lines) == 7 and (tmp_path / "sweeps.png").exists()
-    rows = [{"tokens": 16, "order": "masked", "steps": 8, "forward_passes": 16, "overall": 0.6},
-            {"tokens": 16, "order": "raster", "steps": 16, "forward_passes": 32, "overall": 0.62},
-            {"tokens": 64, "order": "masked", "steps": 8, "forward_passes": 16, "overall": 0.5}]
+    rows = [{"generator": "maskgit", "tokens": 16, "order": "masked", "steps": 8, "forward_passes": 16, "overall": 0.6},
+            {"generator": "raster_ar", "tokens": 16, "order": "raster", "steps": 16, "forward_passes": 32, "overall": 0.62},
+            {"generator": "maskgit_f4", "tokens": 64, "order": "masked", "steps": 8, "forward_passes": 16, "overall": 0.5}]
     fig = passes_quality(rows, save=tmp_path)
     assert len(fig.axes[0].lines) == 3 and len(fig.axes[0].get_legend().get_texts()) == 3

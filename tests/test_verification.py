@@ -220,6 +220,9 @@ def test_reward_viewer_renders_scores_pruning_and_reflection(generator):
         viewer.render(prompt=1, candidate=3)
     with pytest.raises(CotlabError, match="needs the verifiers"):
         RewardViewer(generator, {"clip": verifiers["clip"]}, metas)
+    verdicts = {0: [(True, ""), (True, ""), (True, "")], 1: [(False, "wrong"), (True, ""), (False, "wrong")]}
+    viewer.decode = lambda prompt: {"final_verdict": verdicts[prompt]}
+    assert viewer.first_mixed() == 1  # the first prompt whose candidates end both right and wrong
 
 
 # --- the searches see only the sampling interface ----------------------------------------------------

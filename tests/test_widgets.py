@@ -1,6 +1,7 @@
 """Widgets: the scene composer's figure and controls (headless), and the detection overlay."""
 
 import matplotlib.pyplot as plt
+import numpy as np
 import pytest
 from matplotlib.patches import Rectangle
 
@@ -118,7 +119,7 @@ def test_prompt_list_keeps_the_last_few():
 # --- the token viewer, on stand-in tokenizers ----------------------------------------------------
 from tokenizer_standins import Blur, CellColours, HybridCells  # noqa: E402
 
-from cotlab.tokenizers.viewer import TokenViewer  # noqa: E402
+from cotlab.tokenizers.viewer import PALETTE, TokenViewer  # noqa: E402
 
 
 def titles(fig) -> list[str]:
@@ -159,6 +160,16 @@ def test_token_viewer_of_a_continuous_tokenizer_shows_images_only(viewer):
     fig = viewer.render(0, "blur")
     assert [t.split()[0] for t in titles(fig)] == ["original", "reconstruction"]
     plt.close(fig)
+
+
+def test_token_viewer_keeps_one_size_and_colours_codes_as_categories(viewer):
+    figures = [viewer.render(0, name) for name in ("cells", "hybrid", "blur")]
+    assert len({tuple(fig.get_size_inches()) for fig in figures}) == 1  # the text reads the same for each
+    codes = viewer.tokens("cells")["indices"][0].numpy()  # (16,)
+    shown = figures[0].axes[2].get_images()[0].get_array()  # (4, 4, 3): each cell's colour
+    assert np.allclose(shown.reshape(-1, 3), PALETTE[codes % len(PALETTE)])  # by id, not on a scale
+    for fig in figures:
+        plt.close(fig)
 
 
 def test_token_viewer_names_the_fix_on_bad_input(viewer):

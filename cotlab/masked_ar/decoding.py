@@ -123,8 +123,9 @@ class MaskGITPaths(Paths):
 
     def record(self) -> dict:
         """Per step: ``masked`` (B, N) bool — still masked *after* the step —, ``sampled`` (B, N) and
-        the intermediate ``image`` (B, 3, H, W)."""
-        return {"masked": (self.tokens == self.model.mask_id).cpu(), "sampled": self.sampled.cpu(),
+        the intermediate ``image`` (B, 3, H, W), each a copy (decoding updates its tensors in place,
+        and ``.cpu()`` of a CPU tensor is that same tensor)."""
+        return {"masked": (self.tokens == self.model.mask_id).cpu(), "sampled": self.sampled.to("cpu", copy=True),
                 "image": self.images()}
 
 

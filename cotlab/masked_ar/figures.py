@@ -7,7 +7,7 @@ from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
 
 from cotlab.metrics import as_image
-from cotlab.plots import finish
+from cotlab.plots import color, error_bars, finish, legend_outside
 
 MASK_STATES = ("masked", "committed before", "committed now")
 MASK_COLORS = ("#202024", "#9a9aa0", "#ff9f1c")
@@ -43,22 +43,22 @@ def decoding_steps(steps: list[dict], index: int = 0, size: float = 1.3, save=No
 
 def passes_quality(rows: list[dict], save=None, name: str = "passes_quality", title: str | None = None) -> Figure:
     """GenEval overall against transformer forward passes per image (log scale) for the rows of
-    ``bench_decoding``: one colour per token count, circles for masked decoding (labelled with its
-    steps), squares for raster order."""
-    fig, ax = plt.subplots(figsize=(5.5, 3.6))
-    colours = {}
+    ``bench_decoding``, in each generator's colour: circles for masked decoding (labelled with its
+    steps), squares for raster order; a row's 95 % interval, if it has one, as an error bar."""
+    fig, ax = plt.subplots(figsize=(7, 3.6))
     for r in rows:
-        colour = colours.setdefault(r["tokens"], f"C{len(colours)}")
         masked = r["order"] == "masked"
-        ax.plot(r["forward_passes"], r["overall"], "o" if masked else "s", color=colour, ms=8 if masked else 9,
-                label=f"{r['tokens']} tokens, {r['order']}")
+        span = (r.get("interval") or {}).get("overall")
+        ax.errorbar(r["forward_passes"], r["overall"], yerr=error_bars([r["overall"]], [span]),
+                    fmt="o" if masked else "s", color=color(r["generator"]), ms=8 if masked else 9, elinewidth=0.8,
+                    capsize=2, label=f"{r['generator']} ({r['tokens']} tokens, {r['order']})")
         ax.annotate(f"{r['steps']} steps" if masked else "raster", (r["forward_passes"], r["overall"]),
-                    textcoords="offset points", xytext=(6, -3), fontsize=7)
+                    textcoords="offset points", xytext=(7, -3), fontsize=7)
     handles, labels = ax.get_legend_handles_labels()
     unique = dict(zip(labels, handles))
-    ax.legend(unique.values(), unique.keys(), fontsize=7)
+    legend_outside(ax, list(unique.values()))
     ax.set_xscale("log")
-    ax.set(xlabel="transformer forward passes per image", ylabel="GenEval overall", ylim=(0, 1))
+    ax.set(xlabel="transformer forward passes per image (log scale)", ylabel="GenEval overall", ylim=(0, 1))
     ax.grid(alpha=0.3, which="both")
     if title:
         ax.set_title(title, fontsize=10)

@@ -8,6 +8,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
 
 from cotlab.errors import CotlabError
 from cotlab.geneval import judge
@@ -16,12 +17,20 @@ from cotlab.shapes import World, make_batch
 from cotlab.tokenizers.metrics import codebook_stats, reconstruct, variants
 from cotlab.widgets import controls_over_figure, shown_once
 
+PALETTE = np.array(plt.get_cmap("tab20").colors)  # (20, 3): code ids are categories, not a scale
+
+
+def code_colours(codes: np.ndarray) -> np.ndarray:
+    """(…, 3) RGB of each code id, ``PALETTE[id mod 20]``: a repeated code shows its colour again."""
+    return PALETTE[codes % len(PALETTE)]
+
 
 class TokenViewer:
-    """Pick an image and a tokenizer and see its tokens: the original beside the reconstruction(s)
-    (both paths of a hybrid), each judged against the image's prompt; the codebook indices as a map
-    over the token grid; how often each code is used over the whole batch; and for a hybrid the
-    magnitude |Z_r| of the continuous residual at each position.
+    """Pick an image and a tokenizer and see its tokens: above, the original beside the
+    reconstruction(s) (both paths of a hybrid), each judged against the image's prompt; below, the
+    codebook indices over the token grid (each id in its colour and written in), how often each code
+    is used over the whole batch, and for a hybrid the magnitude |Z_r| of the continuous residual at
+    each position. The figure has one size for every tokenizer.
 
     ``tokenizers`` maps names to models with the ``cotlab.tokenizers`` interface; the images are a
     fixed batch of ``n`` scenes drawn with ``seed``. A hybrid (``reconstruct(images, residual)``)
@@ -69,46 +78,49 @@ class TokenViewer:
         meta = self.metas[index]
         shown = {"original": self.images[index]}
         shown.update({label or "reconstruction": r[index] for label, r in tokens["reconstructions"].items()})
-        panels = len(shown) + (2 if tokens["indices"] is not None else 0) + (tokens["residual"] is not None)
-        fig, axes = plt.subplots(1, panels, figsize=(2.9 * panels, 3.4), squeeze=False)
-        axes = list(axes[0])
+        fig = plt.figure(figsize=(10.5, 7))  # one size for every tokenizer, so the text reads the same …
+        fig.add_artist(Rectangle((0, 0), 1, 1, transform=fig.transFigure, fill=False, ec="none"))  # … cropped too
+        grid = fig.add_gridspec(2, 3)
 
-        for ax, (label, image) in zip(axes, shown.items()):
+        for k, (label, image) in enumerate(shown.items()):  # top row: the images
+            ax = fig.add_subplot(grid[0, k])
             image = to_uint8(image[None])[0]  # (H, W, 3)
             correct, _ = judge(image, meta, self.world)
             ax.imshow(image, interpolation="nearest")
             ax.set(xticks=[], yticks=[])
             ax.set_title(f"{label} {'✓' if correct else '✗'}", fontsize=10,
                          color="tab:green" if correct else "tab:red")
-        axes = axes[len(shown):]
 
-        if tokens["indices"] is not None:
+        if tokens["indices"] is not None:  # bottom row: the tokens
             K = model.codebook_size
             idx = tokens["indices"][index]  # (N,)
             g = int(round(len(idx) ** 0.5))
-            ax = axes.pop(0)
-            ax.imshow(idx.reshape(g, g).numpy(), cmap="viridis", vmin=0, vmax=K - 1)
+            ax = fig.add_subplot(grid[1, 0])
+            colours = code_colours(idx.numpy())  # (N, 3)
+            ax.imshow(colours.reshape(g, g, 3))
             for k, code in enumerate(idx.tolist()):
-                ax.text(k % g, k // g, str(code), ha="center", va="center", color="white",
-                        fontsize=10 if g <= 4 else 6,
-                        bbox={"facecolor": "black", "edgecolor": "none", "pad": 0.3, "alpha": 0.4})
+                ax.text(k % g, k // g, str(code), ha="center", va="center", fontsize=10 if g <= 4 else 6,
+                        color="black" if colours[k] @ (0.299, 0.587, 0.114) > 0.5 else "white")  # by luminance
             ax.set(xticks=[], yticks=[])
             ax.set_title(f"codebook indices ({g}×{g} of {K} codes)", fontsize=10)
 
-            ax = axes.pop(0)
+            ax = fig.add_subplot(grid[1, 1])
             counts = np.bincount(tokens["indices"].flatten().numpy(), minlength=K)  # (K,)
             usage, perplexity = codebook_stats(tokens["indices"], K)
-            mine = np.zeros(K, bool)
-            mine[idx.numpy()] = True
-            ax.bar(np.arange(K), counts, width=1.0, color=np.where(mine, "tab:orange", "tab:blue"))
+            ax.bar(np.arange(K), counts, width=1.0, color="0.6")
+            mine = np.unique(idx.numpy())
+            ax.scatter(mine, counts[mine], c=code_colours(mine), s=16, edgecolors="black", linewidths=0.4, zorder=3)
             ax.set_xlim(-0.5, K - 0.5)
-            ax.set_xlabel("code (orange: in this image)", fontsize=8)
+            ax.set_xlabel("code id (dots: the codes of this image)", fontsize=8)
             ax.set_ylabel(f"uses in {len(self.images)} images", fontsize=8)
             ax.tick_params(labelsize=7)
             ax.set_title(f"usage {usage:.0%}, perplexity {perplexity:.1f}", fontsize=10)
+        else:
+            fig.text(0.5, 0.27, f"{name} has no codebook: its latent is continuous", ha="center", fontsize=10,
+                     color="0.4")
 
         if tokens["residual"] is not None:
-            ax = axes.pop(0)
+            ax = fig.add_subplot(grid[1, 2])
             r = tokens["residual"][index]  # (h, w)
             ax.imshow(r.numpy(), cmap="magma", vmin=0, vmax=float(tokens["residual"].max()) or 1.0)
             if r.shape[0] <= 8:

@@ -5,27 +5,47 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 from matplotlib.patches import Rectangle
 
 from cotlab.errors import CotlabError
 from cotlab.geneval import judge
 from cotlab.metrics import to_uint8
+from cotlab.plots import legend_outside
 from cotlab.sampling import path_seed
 from cotlab.shapes import World
 from cotlab.verification import search
 from cotlab.verification.metrics import clip_probability
 from cotlab.widgets import controls_over_figure, prompt_picker, shown_once
 
+REMASKED = "#00e5ff"  # the re-masked cells' outline: bright on the Shapes world's dark background
+
+
+def outline_cells(ax, cells: np.ndarray, size: int) -> None:
+    """Tint the grid cells ``cells`` (cells,) bool of a ``size``-pixel image drawn on ``ax`` and outline
+    their region: only its border, so that a cell outside it stands out."""
+    g = int(round(len(cells) ** 0.5))
+    inside = cells.reshape(g, g)
+    step = size / g
+    for i, j in zip(*np.nonzero(inside)):
+        x0, y0 = j * step - 0.5, i * step - 0.5  # pixel k spans [k − 0.5, k + 0.5]
+        ax.add_patch(Rectangle((x0, y0), step, step, fc=REMASKED, alpha=0.18, lw=0))
+        for di, dj, (xa, ya, xb, yb) in ((-1, 0, (0, 0, 1, 0)), (1, 0, (0, 1, 1, 1)),
+                                         (0, -1, (0, 0, 0, 1)), (0, 1, (1, 0, 1, 1))):
+            if not (0 <= i + di < g and 0 <= j + dj < g and inside[i + di, j + dj]):
+                ax.plot([x0 + xa * step, x0 + xb * step], [y0 + ya * step, y0 + yb * step], color=REMASKED, lw=1.6)
+
 
 class RewardViewer:
     """The per-step reward viewer of notebook 06: pick a prompt, a candidate path and a decoding step,
     and see that step's image with what every verifier says of it — CLIPScore, the PRM, PARM's
-    clarity and potential — the score curves of every candidate over the steps (where PARM pruned a
-    path, and at which step it turned clear), the finals with the ORM's and PARM's yes and the exact
-    verdict, and PARM++'s reflection rounds on PARM's choice, with the re-masked cells outlined.
+    clarity and potential —, the score curves of every candidate over the steps (where PARM pruned a
+    path), every candidate's final with the ORM's and PARM's yes and the exact verdict, and PARM++'s
+    reflection rounds on PARM's choice, the re-masked cells outlined.
 
     ``verifiers``: the loaded ``clip``, ``orm``, ``prm`` and ``parm``. Paths use the seeds of
-    ``cotlab bench verification`` (sample 0), so the viewer shows the benchmark's own candidates.
+    ``cotlab bench verification`` (sample 0), so the viewer shows the benchmark's own candidates. It
+    opens on the first prompt whose candidates end some right and some wrong (``first_mixed``).
     """
 
     def __init__(self, model, verifiers: dict, metas: list[dict], candidates: int = 8, steps: int = 8,
@@ -39,43 +59,59 @@ class RewardViewer:
             raise CotlabError(f"RewardViewer needs the verifiers {missing}: load them with load_checkpoint(name)")
         self.model, self.verifiers, self.metas = model, verifiers, list(metas)
         self.candidates, self.steps, self.cfg, self.seed, self.world = candidates, steps, cfg, seed, world
-        self.prompt, self.candidate, self.step = 0, 0, steps
+        self._decoded: dict[int, dict] = {}
         self._traces: dict[int, dict] = {}
+        self.prompt, self.candidate, self.step = self.first_mixed(), 0, steps
 
-    def trace(self, prompt: int) -> dict:
-        """Everything the figure shows for one prompt, computed once: per candidate and step the
-        image (C, T, 3, H, W) and scores (C, T) — clip, prm, clear, potential, verdict —, the finals'
-        orm, parm_yes and verdict (C,), PARM's search trace and PARM++'s rounds."""
+    def decode(self, prompt: int) -> dict:
+        """The candidates of one prompt, decoded once: every step's image (C, T, 3, H, W), the
+        ``finals`` (C, 3, H, W) and their ``final_verdict`` [(correct, reason)] by the exact evaluator."""
         if not 0 <= prompt < len(self.metas):
             raise CotlabError(f"prompt {prompt} is out of range: choose 0 … {len(self.metas) - 1}")
+        if prompt not in self._decoded:
+            meta, C = self.metas[prompt], self.candidates
+            seeds = [path_seed(self.seed, prompt, 0, c) for c in range(C)]
+            paths, images = self.model.paths([meta["prompt"]] * C, seeds, steps=self.steps, cfg=self.cfg), []
+            while not bool(paths.done().all()):
+                paths.advance()
+                images.append(paths.images())
+            finals = paths.images(final=True)  # (C, 3, H, W)
+            self._decoded[prompt] = {"seeds": seeds, "images": torch.stack(images, 1), "finals": finals,
+                                     "final_verdict": [judge(x, meta, self.world) for x in to_uint8(finals)]}
+        return self._decoded[prompt]
+
+    def first_mixed(self) -> int:
+        """The first prompt whose candidates end some right and some wrong — where the verifiers have
+        something to tell apart — found by decoding prompt after prompt (no verifier); 0 if none is."""
+        for prompt in range(len(self.metas)):
+            if len({ok for ok, _ in self.decode(prompt)["final_verdict"]}) == 2:
+                return prompt
+        return 0
+
+    def trace(self, prompt: int) -> dict:
+        """Everything the figure shows for one prompt, computed once: ``decode``'s images, finals and
+        verdicts; per candidate and step the scores (C, T) — clip, prm, clear, potential, verdict —;
+        the finals' orm and parm_yes (C,); PARM's search trace and PARM++'s rounds."""
         if prompt in self._traces:
             return self._traces[prompt]
-        meta, v = self.metas[prompt], self.verifiers
+        out, meta, v = dict(self.decode(prompt)), self.metas[prompt], self.verifiers
         caption, C, T = meta["prompt"], self.candidates, self.steps
-        seeds = [path_seed(self.seed, prompt, 0, c) for c in range(C)]
-        paths, images = self.model.paths([caption] * C, seeds, steps=T, cfg=self.cfg), []
-        while not bool(paths.done().all()):
-            paths.advance()
-            images.append(paths.images())
-        images = torch.stack(images, 1)  # (C, T, 3, H, W)
-        flat, captions = images.reshape(C * T, *images.shape[2:]), [caption] * (C * T)
+        flat, captions = out["images"].reshape(C * T, *out["images"].shape[2:]), [caption] * (C * T)
         progress = torch.arange(1, T + 1).repeat(C) / T  # (C·T,)
         judged = v["parm"].judge(flat, captions, progress)
-        finals = paths.images(final=True)  # (C, 3, H, W)
-        out = {"images": images, "finals": finals,
-               "clip": clip_probability(v["clip"], flat, captions).reshape(C, T),
-               "prm": v["prm"].judge(flat, captions, progress)["yes"].reshape(C, T),
-               "clear": judged["clear"].reshape(C, T), "potential": judged["potential"].reshape(C, T),
-               "verdict": torch.tensor([judge(x, meta, self.world)[0] for x in to_uint8(flat)]).reshape(C, T),
-               "orm": v["orm"].judge(finals, [caption] * C)["yes"],
-               "parm_yes": v["parm"].judge(finals, [caption] * C)["yes"],
-               "final_verdict": [judge(x, meta, self.world) for x in to_uint8(finals)]}
-        out["parm++"] = search.parm_plus_plus(self.model, caption, seeds, v["parm"], steps=T, cfg=self.cfg)
+        out.update({"clip": clip_probability(v["clip"], flat, captions).reshape(C, T),
+                    "prm": v["prm"].judge(flat, captions, progress)["yes"].reshape(C, T),
+                    "clear": judged["clear"].reshape(C, T), "potential": judged["potential"].reshape(C, T),
+                    "verdict": torch.tensor([judge(x, meta, self.world)[0] for x in to_uint8(flat)]).reshape(C, T),
+                    "orm": v["orm"].judge(out["finals"], [caption] * C)["yes"],
+                    "parm_yes": v["parm"].judge(out["finals"], [caption] * C)["yes"]})
+        out["parm++"] = search.parm_plus_plus(self.model, caption, out["seeds"], v["parm"], steps=T, cfg=self.cfg)
         self._traces[prompt] = out
         return out
 
     def render(self, prompt: int | None = None, candidate: int | None = None, step: int | None = None) -> Figure:
-        """The figure for ``prompt``, ``candidate`` (0 … candidates − 1) and ``step`` (1 … steps)."""
+        """The figure for ``prompt``, ``candidate`` (0 … candidates − 1) and ``step`` (1 … steps):
+        above, the step image and the score curves; below, every candidate's final, then PARM++."""
         prompt = self.prompt if prompt is None else prompt
         candidate = self.candidate if candidate is None else candidate
         step = self.step if step is None else step
@@ -84,64 +120,75 @@ class RewardViewer:
         if not 1 <= step <= self.steps:
             raise CotlabError(f"step {step} is out of range: choose 1 … {self.steps}")
         tr, meta = self.trace(prompt), self.metas[prompt]
-        parm = tr["parm++"].trace
-        rounds = parm["rounds"]
-        fig = plt.figure(figsize=(13, 6.2))
-        grid = fig.add_gridspec(2, 4 + max(len(rounds), 1), height_ratios=[1.25, 1])
-        c, t = candidate, step - 1
+        parm, rounds = tr["parm++"].trace, tr["parm++"].trace["rounds"]
+        C, c, t = self.candidates, candidate, step - 1
+        fig = plt.figure(figsize=(12, 6.2), layout="constrained")
+        grid = fig.add_gridspec(2, 1, height_ratios=[1.5, 1])
+        top = grid[0].subgridspec(1, 4)
 
-        ax = fig.add_subplot(grid[0, 0])  # the chosen step image and its scores
+        ax = fig.add_subplot(top[0])  # the chosen step image and its scores
         ok = bool(tr["verdict"][c, t])
         ax.imshow(to_uint8(tr["images"][c, t][None])[0], interpolation="nearest")
         ax.set(xticks=[], yticks=[])
-        ax.set_title(f"path {c}, step {step} {'✓' if ok else '✗'}", fontsize=10, color="tab:green" if ok else "tab:red")
-        pruned = bool(parm["pruned"][c])
-        ax.set_xlabel(f"CLIPScore {tr['clip'][c, t]:.2f}\nPRM {tr['prm'][c, t]:.2f}\n"
+        ax.set_title(f"path {c}, step {step} {'✓' if ok else '✗'}", fontsize=10,
+                     color="tab:green" if ok else "tab:red")
+        ax.set_xlabel(f"CLIPScore {tr['clip'][c, t]:.2f}   PRM {tr['prm'][c, t]:.2f}\n"
                       f"PARM clear {tr['clear'][c, t]:.2f}, potential {tr['potential'][c, t]:.2f}\n"
-                      + (f"pruned at step {parm['clear_at'][c]}" if pruned else "kept by PARM"), fontsize=8)
+                      + (f"PARM pruned it at step {parm['clear_at'][c]}" if parm["pruned"][c] else "PARM kept it"),
+                      fontsize=8)
 
-        for k, (key, title) in enumerate((("prm", "PRM yes"), ("potential", "PARM potential"),
-                                          ("clear", "PARM clarity"))):
-            ax = fig.add_subplot(grid[0, 1 + k])
-            x = np.arange(1, self.steps + 1)
-            for i in range(self.candidates):
+        x = np.arange(1, self.steps + 1)
+        for k, (key, title, ylabel) in enumerate((("prm", "PRM yes", "P(yes)"),
+                                                  ("potential", "PARM potential", "P̂(correct)"),
+                                                  ("clear", "PARM clarity", "P(clear)"))):
+            ax = fig.add_subplot(top[1 + k])
+            for i in range(C):
                 end = parm["clear_at"][i] if parm["pruned"][i] else self.steps
-                final_ok = tr["final_verdict"][i][0]
-                style = dict(color="tab:green" if final_ok else "tab:red", lw=2.2 if i == c else 0.9,
-                             alpha=1 if i == c else 0.55)
+                style = dict(color="tab:green" if tr["final_verdict"][i][0] else "tab:red",
+                             lw=2.4 if i == c else 0.9, alpha=1 if i == c else 0.5)
                 ax.plot(x[:end], tr[key][i, :end], **style)
                 if end < self.steps:
                     ax.plot(x[end - 1:], tr[key][i, end - 1:], ls=":", **{**style, "alpha": 0.3})
                     ax.plot(end, tr[key][i, end - 1], "x", color="black", ms=5)
             ax.axvline(step, color="0.6", lw=0.8)
-            ax.set(ylim=(-0.03, 1.03), xlabel="step", title=title)
-            ax.title.set_fontsize(10)
-        fig.axes[1].set_ylabel("green: path ends correct, red: wrong\n×: PARM pruned it (dotted: not run)", fontsize=7)
+            ax.set(ylim=(-0.03, 1.03), xticks=x, xlabel="decoding step", ylabel=ylabel)
+            ax.set_title(title, fontsize=10)
+            ax.tick_params(labelsize=8)
+        legend_outside(ax, [Line2D([], [], color="tab:green", label="path ends correct"),
+                            Line2D([], [], color="tab:red", label="path ends wrong"),
+                            Line2D([], [], color="0.3", lw=2.4, label=f"path {c} (shown)"),
+                            Line2D([], [], color="black", marker="x", ls="none", label="PARM pruned it"),
+                            Line2D([], [], color="0.3", ls=":", label="not run (pruned)")])
 
-        finals = fig.add_subplot(grid[1, :4])  # every final with ORM / PARM yes
-        strip = np.concatenate([np.pad(to_uint8(f[None])[0], ((2, 2), (2, 2), (0, 0))) for f in tr["finals"]], 1)
-        finals.imshow(strip, interpolation="nearest")
-        finals.set(xticks=[(tr["finals"].shape[-1] + 4) * (i + 0.5) for i in range(self.candidates)], yticks=[])
-        finals.set_xticklabels([f"{'✓' if tr['final_verdict'][i][0] else '✗'} ORM {tr['orm'][i]:.2f}\nPARM {tr['parm_yes'][i]:.2f}"
-                                + ("\n(pruned)" if parm["pruned"][i] else "") for i in range(self.candidates)], fontsize=7)
-        finals.set_title(f"every candidate's final; PARM chose path {tr['parm++'].chosen}", fontsize=10)
-
-        for k, r in enumerate(rounds or [None]):  # PARM++'s reflection rounds
-            ax = fig.add_subplot(grid[:, 4 + k])
-            ax.set(xticks=[], yticks=[])
-            if r is None:
-                ax.set_title("PARM++: PARM said yes,\nno reflection", fontsize=9)
-                ax.imshow(to_uint8(tr["parm++"].image[None])[0], interpolation="nearest")
-                continue
-            ax.imshow(to_uint8(r["image"][None])[0], interpolation="nearest")
-            g, cell = int(round(len(r["redo"]) ** 0.5)), r["image"].shape[-1] / int(round(len(r["redo"]) ** 0.5))
-            for idx in np.flatnonzero(r["redo"].numpy()):
-                ax.add_patch(Rectangle(((idx % g) * cell - 0.5, (idx // g) * cell - 0.5), cell, cell, fill=False,
-                                       ec="white", lw=1.2, ls="--"))
-            ax.set_title(f"round {k + 1}: {r['kind']}\n(yes {r['yes']:.2f})", fontsize=9)
         final_ok = judge(to_uint8(tr["parm++"].image[None])[0], meta, self.world)[0]
-        return shown_once(fig, f"“{meta['prompt']}” — {self.candidates} candidates, {self.steps} steps; PARM++ "
-                               f"ends {'✓' if final_ok else '✗'} after {len(rounds)} reflection round(s)")
+        shown = [("final", i) for i in range(C)] + [("round", r) for r in rounds] + [("result", None)]
+        bottom = grid[1].subgridspec(1, len(shown) + 1, width_ratios=[1] * C + [0.25] + [1] * (len(shown) - C))
+        for k, (what, item) in enumerate(shown):
+            ax = fig.add_subplot(bottom[k if k < C else k + 1])  # a gap between the finals and PARM++
+            ax.set(xticks=[], yticks=[])
+            if what == "final":  # every candidate's final, with the ORM's and PARM's yes
+                ok = tr["final_verdict"][item][0]
+                ax.imshow(to_uint8(tr["finals"][item][None])[0], interpolation="nearest")
+                chosen = " ← PARM" if item == tr["parm++"].chosen else ""
+                ax.set_title(f"path {item} {'✓' if ok else '✗'}{chosen}\nORM {tr['orm'][item]:.2f}\n"
+                             f"PARM {tr['parm_yes'][item]:.2f}" + ("\npruned" if parm["pruned"][item] else ""),
+                             fontsize=7, color="tab:green" if ok else "tab:red")
+                if item == c:
+                    for spine in ax.spines.values():
+                        spine.set(color="0.3", lw=2.4)
+            elif what == "round":  # PARM++ reflects on PARM's choice: the cells it re-masks
+                ax.imshow(to_uint8(item["image"][None])[0], interpolation="nearest")
+                outline_cells(ax, item["redo"].numpy(), item["image"].shape[-1])
+                ax.set_title(f"PARM++ round {k - C + 1}\n{item['kind']}\nyes {item['yes']:.2f}\n"
+                             f"re-masks {int(item['redo'].sum())}/{len(item['redo'])}", fontsize=7)
+            else:  # what PARM++ returns
+                ax.imshow(to_uint8(tr["parm++"].image[None])[0], interpolation="nearest")
+                how = f"after {len(rounds)} round{'s' * (len(rounds) > 1)}" if rounds else "PARM said yes:\nno reflection"
+                ax.set_title(f"PARM++ returns {'✓' if final_ok else '✗'}\n{how}",
+                             fontsize=7, color="tab:green" if final_ok else "tab:red")
+        return shown_once(fig, f"“{meta['prompt']}” — {C} candidates, {self.steps} steps; PARM chose path "
+                               f"{tr['parm++'].chosen}; PARM++ ends {'✓' if final_ok else '✗'} after "
+                               f"{len(rounds)} reflection round(s)")
 
     def widget(self):
         """A prompt dropdown and candidate and step sliders above the figure, redrawn on every change."""
