@@ -15,12 +15,14 @@ from cotlab.sampling import evaluate_generator
 
 
 def evaluate(model: MaskedAR, profile: str) -> dict:
-    """GenEval overall and per tag, and forward passes per image (module docstring)."""
+    """GenEval overall (with its 95 % interval) and per tag, and forward passes per image (module docstring)."""
     metas = benchmark_prompts()
     smoke = profile == "smoke"
     summary = evaluate_generator(model, metas[::40] if smoke else metas, n_samples=1 if smoke else 4,
                                  progress=False)
-    return {"geneval_overall": summary["overall"], "forward_passes": summary["forward_passes"],
+    return {"geneval_overall": summary["overall"],
+            "geneval_overall_interval": [round(v, 4) for v in summary["interval"]["overall"]],
+            "forward_passes": summary["forward_passes"],
             **{f"geneval_{tag}": score for tag, score in summary["tags"].items()}}
 
 
