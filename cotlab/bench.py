@@ -129,7 +129,7 @@ def shares(hits: list[bool]) -> tuple[float, list[float]]:
     return float(np.mean(hits)), proportion_interval(sum(hits), len(hits))
 
 
-def bench_evaluator(n: int = 5000, seed: int = 0, world: World = World()) -> dict:
+def bench_evaluator(n: int = 5000, seed: int = 0, world: World = World(), progress: bool = True) -> dict:
     """Verdict accuracy of the detector + GenEval rules against the renderer's ground truth on
     ``n`` scenes (half edited to fail), drawn clean, with one degradation each (the target set),
     and with all degradations at once (a harder set, reported without a target); every share with
@@ -138,7 +138,7 @@ def bench_evaluator(n: int = 5000, seed: int = 0, world: World = World()) -> dic
     kinds = ("clean", "degraded", "all degradations")
     trials = {k: [] for k in kinds}  # per image: (tag, degradation, verdict right, objects right)
     seconds, failing, errors = dict.fromkeys(kinds, 0.0), 0, {k: [] for k in kinds}
-    for i in tqdm(range(n), desc="evaluator bench", mininterval=2):
+    for i in tqdm(range(n), desc="evaluator bench", mininterval=2, disable=not progress):
         tag = TAGS[i % len(TAGS)]
         scene, meta = world.sample(rng, tag)
         if i % 2:

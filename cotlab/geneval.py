@@ -498,7 +498,9 @@ def format_summary(summary: dict) -> str:
 # within each drawn prompt, its samples; overall is then the mean of the resampled task scores. (This
 # two-stage resampling counts the within-prompt spread twice, so the interval errs on the wide side.)
 # Two strategies judged on the same prompts and seeds are compared *paired* — the same resample for
-# both — which removes the prompts' shared difficulty.
+# both — which removes the prompts' shared difficulty. A task measured on a single prompt gets no
+# interval (nan), and neither does overall then; with a handful of prompts the percentile interval is
+# too narrow, so read a smoke-sized run's intervals as a lower bound on the uncertainty.
 RESAMPLES = 2000
 
 
@@ -527,6 +529,9 @@ def _resampled_tasks(row_sets: list[list[dict]], resamples: int, seed: int) -> d
         keys = sorted(prompts)
         n = np.array([len(prompts[p]) for p in keys])  # (P,) samples per prompt
         P, S = len(keys), int(n.max())
+        if P < 2:  # one prompt tells nothing of how prompts vary: no interval (nan), not a zero-width one
+            out[tag] = np.full((len(tables), resamples), np.nan)
+            continue
         grids = np.zeros((len(tables), P, S))  # correct, padded with zeros past n
         for k, table in enumerate(tables):
             for i, p in enumerate(keys):

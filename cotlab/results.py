@@ -14,6 +14,7 @@ shipped full-size result as its headline beside its own smaller in-run measureme
 from __future__ import annotations
 
 import json
+import math
 import os
 import platform
 import re
@@ -94,7 +95,10 @@ def side_by_side(entries: dict[str, tuple], shipped: str, run: str, digits: int 
     ``shipped`` and ``run`` describe the two measurements (e.g. "shipped: 139 prompts × 4")."""
     lines = [f"| | {shipped} | {run} | agree? |", "|---|---|---|---|"]
     for label, (a, a_interval, b, b_interval) in entries.items():
-        verdict = "yes" if agree(a_interval, b_interval) else "**no**: the intervals do not overlap"
+        if any(math.isnan(v) for v in (*a_interval, *b_interval)):
+            verdict = "cannot tell: too few prompts for an interval"
+        else:
+            verdict = "yes" if agree(a_interval, b_interval) else "**no**: the intervals do not overlap"
         lines.append(f"| {label} | {with_interval(a, a_interval, digits)} | {with_interval(b, b_interval, digits)} | "
                      f"{verdict} |")
     return "\n".join(lines)

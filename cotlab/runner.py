@@ -130,7 +130,7 @@ def refresh_notebooks(profile: str | None = None, only: list[str] | None = None,
     for nb in list_notebooks(notebooks_dir, only):
         start = time.perf_counter()
         running = nb.with_name(f".{nb.stem}.running.ipynb")  # the committed notebook stays whole if this fails
-        with _environment(COTLAB_PROFILE=profile, TQDM_DISABLE="1"):  # a saved bar would read 0 %
+        with _environment(COTLAB_PROFILE=profile):
             papermill.execute_notebook(nb, running, parameters={"interactive": False}, cwd=nb.parent,
                                        kernel_name="python3", progress_bar=False, execution_timeout=None)
         notebook = json.loads(running.read_text())

@@ -55,3 +55,10 @@ def test_a_missing_or_unknown_result_names_the_fix(tmp_path, monkeypatch, capsys
         results.load("decoding")
     assert main(["report", "nosuch"]) == 2
     assert "unknown benchmark 'nosuch'" in capsys.readouterr().err
+
+
+def test_side_by_side_says_whether_two_measurements_agree():
+    table = results.side_by_side({"a": (0.5, [0.4, 0.6], 0.55, [0.5, 0.7]), "b": (0.5, [0.4, 0.6], 0.8, [0.7, 0.9]),
+                                  "c": (0.5, [0.4, 0.6], 0.5, [float("nan")] * 2)}, "shipped", "this run")
+    rows = table.splitlines()[2:]
+    assert rows[0].endswith("| yes |") and "**no**" in rows[1] and "cannot tell" in rows[2]

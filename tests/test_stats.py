@@ -64,9 +64,10 @@ def test_interval_over_prompts_matches_the_binomial_one():
 
 
 def test_interval_resamples_the_samples_of_a_prompt():
-    # one prompt, 40 samples, 20 right: only the within-prompt draw varies, Binomial(40, ½) / 40
-    lo, hi = geneval.intervals(rows_of({"counting": [[j < 20 for j in range(40)]]}))["counting"]
-    expected = scipy_stats.binom.ppf([0.025, 0.975], 40, 0.5) / 40  # 0.35, 0.65
+    # two alike prompts, 40 samples each, 20 right: drawing prompts changes nothing, only the draw of
+    # samples within them varies — Binomial(80, ½) / 80
+    lo, hi = geneval.intervals(rows_of({"counting": [[j < 20 for j in range(40)]] * 2}))["counting"]
+    expected = scipy_stats.binom.ppf([0.025, 0.975], 80, 0.5) / 80  # 0.39, 0.61
     assert lo == pytest.approx(expected[0], abs=0.026) and hi == pytest.approx(expected[1], abs=0.026)
 
 
@@ -76,6 +77,9 @@ def test_overall_interval_is_that_of_the_mean_of_the_tasks():
     half = 1.96 * math.sqrt(0.25 / 200 + 0.25 * 0.75 / 200) / 2  # independent tasks, averaged
     assert ci["overall"] == pytest.approx([0.375 - half, 0.375 + half], abs=0.008)
     assert geneval.intervals(rows_of({"colors": [[True] * 4] * 10}))["overall"] == [1.0, 1.0]
+    single = geneval.intervals(rows_of({"colors": [[True]], "position": [[False], [True]]}))
+    assert all(math.isnan(v) for v in single["colors"] + single["overall"])  # one prompt: no interval
+    assert not any(math.isnan(v) for v in single["position"])
 
 
 def test_paired_difference_removes_the_shared_difficulty():

@@ -56,7 +56,7 @@ def bench_tokenizers(names: list[str] | None = None, n: int = 500, seed: int = 0
 
 
 def compare_tokenizers(models: dict, n: int = 500, seed: int = 0, world: World = World(),
-                       batch_size: int = 256) -> dict:
+                       batch_size: int = 256, progress: bool = True) -> dict:
     """Tokenizers ``{name: model}`` side by side on the same ``n`` scenes: tokens and bits per image,
     PSNR, SSIM, evaluator agreement, Shapes-FD (each with its 95 % interval), codebook usage and
     perplexity, and encode/decode throughput on one batch of ``batch_size``. A hybrid gives two rows,
@@ -70,7 +70,7 @@ def compare_tokenizers(models: dict, n: int = 500, seed: int = 0, world: World =
         print(f"no Shapes-FD: {e}")
     images = make_batch(world, np.random.default_rng(seed + 1), batch_size)["image"]  # for timing
     rows, gains = [], {}
-    for name, model in tqdm(models.items(), desc="tokenizer bench", mininterval=2):
+    for name, model in tqdm(models.items(), desc="tokenizer bench", mininterval=2, disable=not progress):
         for label, options in variants(model).items():
             metrics = evaluate_tokenizer(model, n, seed, world, classifier, **options)
             rows.append({"tokenizer": f"{name} ({label})" if label else name, "checkpoint": name,
