@@ -133,3 +133,25 @@ def test_captions_of_a_composed_scene():
             "a photo of a blue square"} <= texts
     assert "a photo of a square left of a circle" not in texts
     assert "a photo of two circles" not in texts
+
+
+def test_compare_folders_gives_the_paired_difference(tmp_path, capsys):
+    from cotlab.cli import main
+
+    rng = np.random.default_rng(5)
+    for i in range(12):  # two prompts per task; A draws the scene, B the same scene broken on prompt 0 only
+        scene, meta = WORLD.sample(rng, TAGS[i % 6])
+        wrong = break_scene(scene, meta, rng, WORLD)
+        geneval.write_prompt_folder(tmp_path / "a", i, meta, [WORLD.render(scene)])
+        geneval.write_prompt_folder(tmp_path / "b", i, meta, [WORLD.render(wrong if i == 0 else scene)])
+    comparison = geneval.compare_folders(tmp_path / "a", tmp_path / "b")
+    d = comparison["difference"]
+    assert d["single_object"]["difference"] == 0.5 and d["overall"]["difference"] == pytest.approx(0.5 / 6)
+    assert d["colors"] == {"difference": 0.0, "interval": [0.0, 0.0]}
+    assert main(["geneval", "compare", str(tmp_path / "a"), str(tmp_path / "b"), "--json", str(tmp_path / "c.json")]) == 0
+    out = capsys.readouterr().out
+    assert "| colors | 1.000 [1.000, 1.000] | 1.000 [1.000, 1.000] | +0.000 [+0.000, +0.000], no measurable difference |" in out
+    assert json.loads((tmp_path / "c.json").read_text())["difference"]["overall"]["difference"] == pytest.approx(0.5 / 6)
+    geneval.write_prompt_folder(tmp_path / "b", 12, meta, [WORLD.render(scene)])
+    with pytest.raises(CotlabError, match="do not hold the same prompts and samples"):
+        geneval.compare_folders(tmp_path / "a", tmp_path / "b")

@@ -1,0 +1,53 @@
+"""The committed notebooks are what a reader sees: their outputs must be clean.
+
+No tracebacks or warnings, no Lightning banners, tips or model summaries, no progress bars left
+unfinished, no paths of the machine that ran them, no stray dict dumps, every code cell executed in
+order — and papermill's injected-parameters cell kept, so the notebook says how it was run.
+"""
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+NOTEBOOKS = sorted((Path(__file__).resolve().parent.parent / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+LITTER = {
+    "a traceback": re.compile(r"Traceback|Error:"),
+    "a warning": re.compile(r"Warning\b|warn\(", re.I),
+    "a Lightning banner or tip": re.compile(r"(GPU|TPU|HPU) available|💡|LOCAL_RANK|litlogger|Trainer\(|`Trainer"),
+    "a model summary": re.compile(r"\|\s*Name\s*\|\s*Type|Trainable params|Total estimated model params"),
+    "an unfinished progress bar": re.compile(r"\b(?!100)\d{1,2}%\|"),
+    "a path of the machine": re.compile(r"(?<![\w.])/(work|home|tmp|root|usr|opt|Users)/|site-packages"),
+}
+
+
+def text_of(output: dict) -> str:
+    if output["output_type"] == "stream":
+        return output["text"] if isinstance(output["text"], str) else "".join(output["text"])
+    data = output.get("data", {})
+    text = data.get("text/plain", data.get("text/markdown", ""))
+    return text if isinstance(text, str) else "".join(text)
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_committed_outputs_are_clean(path):
+    cells = json.loads(path.read_text())["cells"]
+    code = [c for c in cells if c["cell_type"] == "code"]
+    injected = [i for i, c in enumerate(code) if "injected-parameters" in c["metadata"].get("tags", [])]
+    assert injected == [1], "papermill's injected-parameters cell follows the parameters cell (make notebooks)"
+    assert "interactive = False" in "".join(code[1]["source"]) and "profile" not in "".join(code[1]["source"]), \
+        "the committed run injects interactive only (the profile comes from the environment, for nbval)"
+    counts = [c["execution_count"] for c in code]
+    assert all(counts) and counts == sorted(counts), "every code cell executed, in order"
+    for c in code:
+        where = f"{path.name}, In [{c['execution_count']}]"
+        for output in c["outputs"]:
+            assert output["output_type"] != "error", f"{where}: an error"
+            assert not (output["output_type"] == "stream" and output["name"] == "stderr"), \
+                f"{where}: stderr output: {text_of(output)[:200]!r}"
+            text = text_of(output)
+            for what, pattern in LITTER.items():
+                found = pattern.search(text)
+                assert not found, f"{where}: {what}: {text[max(found.start() - 60, 0):found.end() + 60]!r}"
+            if output["output_type"] == "execute_result":
+                assert not text.lstrip().startswith("{'"), f"{where}: a stray dict dump (end the line with ;)"
