@@ -39,7 +39,7 @@ from cotlab import geneval
 from cotlab.bench import Bench
 from cotlab.harness import Model, Recipe, load_checkpoint
 from cotlab.metrics import to_tensor
-from cotlab.stats import bootstrap_values, proportion_interval, quantile_interval, with_interval
+from cotlab.stats import bootstrap_values, flatten_intervals, proportion_interval, quantile_interval, with_interval
 from cotlab.profiles import ProfileConfig
 from cotlab.shapes import TAGS, World, all_prompts, counterfactual
 
@@ -254,8 +254,7 @@ def caption_accuracy(model: ShapesCLIP, n_per_tag: int = 200, seed: int = 1234,
 
 def _card_metrics(model: ShapesCLIP, profile: str) -> dict:
     """The model card's numbers: ``caption_accuracy`` on the config's pairs, intervals as ``TAG_interval``."""
-    accuracy = caption_accuracy(model, n_per_tag=model.config.eval_per_tag)
-    return {**accuracy, **{f"{k}_interval": [round(v, 4) for v in ci] for k, ci in accuracy.pop("interval").items()}}
+    return flatten_intervals(caption_accuracy(model, n_per_tag=model.config.eval_per_tag))
 
 
 RECIPE = Recipe.of("clip", ShapesCLIP, "a small CLIP on Shapes captions: the shared text encoder and the "

@@ -78,3 +78,11 @@ def describe_difference(difference: float, interval, digits: int = 3) -> str:
 def agree(interval_a, interval_b) -> bool:
     """Whether two measurements agree: their 95 % intervals overlap."""
     return interval_a[0] <= interval_b[1] and interval_b[0] <= interval_a[1]
+
+
+def flatten_intervals(result: dict) -> dict:
+    """A result with its ``interval`` dict spread into plain keys, ``KEY_interval: [lo, hi]`` (rounded),
+    as a model card's flat table of metrics holds them."""
+    result = dict(result)
+    intervals = result.pop("interval")
+    return {**result, **{f"{key}_interval": [round(v, 4) for v in ci] for key, ci in intervals.items()}}

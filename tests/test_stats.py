@@ -104,3 +104,11 @@ def test_summaries_and_the_score_table_carry_intervals():
     assert summary["interval"]["position"] == [0.0, 0.0]
     table = geneval.format_summary(summary)
     assert "| colors | 0.500 [" in table and "**0.250 [" in table
+
+
+def test_flatten_intervals_spreads_them_for_a_model_card():
+    from cotlab.stats import flatten_intervals
+
+    result = {"psnr": 34.5, "interval": {"psnr": [34.123456, 34.9]}}
+    assert flatten_intervals(result) == {"psnr": 34.5, "psnr_interval": [34.1235, 34.9]}
+    assert "interval" in result  # the result itself is left as it was

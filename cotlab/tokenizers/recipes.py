@@ -7,6 +7,7 @@ discrete tokens codebook usage and perplexity — a hybrid on both of its decodi
 from __future__ import annotations
 
 from cotlab.harness import Recipe
+from cotlab.stats import flatten_intervals
 from cotlab.tokenizers.dcae import DCAEF4Config, DCAETokenizer
 from cotlab.tokenizers.hybrid import ALTERNATING, HybridTokenizer
 from cotlab.tokenizers.metrics import evaluate_tokenizer, variants
@@ -18,8 +19,7 @@ def evaluate(model, profile: str | None = None) -> dict:
     a hybrid once per decoding path, with keys ``discrete_*`` and ``discrete+residual_*``."""
     metrics = {}
     for variant, options in variants(model).items():
-        result = evaluate_tokenizer(model, n=model.config.eval_n, **options)
-        result.update({f"{key}_interval": [round(v, 4) for v in ci] for key, ci in result.pop("interval").items()})
+        result = flatten_intervals(evaluate_tokenizer(model, n=model.config.eval_n, **options))
         metrics.update({f"{variant}_{key}" if variant else key: value for key, value in result.items()})
     return metrics
 
