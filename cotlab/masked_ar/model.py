@@ -69,6 +69,14 @@ def cosine_schedule(r: torch.Tensor) -> torch.Tensor:
     return torch.cos(math.pi / 2 * r)
 
 
+def random_mask(B: int, N: int, device: torch.device | str = "cpu") -> torch.Tensor:
+    """Masked training's mask (B, N), True = masked: r ~ U(0, 1) per row, then n = ⌈γ(r)·N⌉ ≥ 1
+    positions in a random order."""
+    n_masked = torch.ceil(cosine_schedule(torch.rand(B, device=device)) * N).clamp(min=1)  # (B,)
+    ranks = torch.rand(B, N, device=device).argsort(1).argsort(1)  # a random order of positions
+    return ranks < n_masked[:, None]  # (B, N): the first n in that order
+
+
 class MaskedAR(Model):
     """A text-conditioned token transformer (MaskGIT when ``order='masked'``, raster AR when 'raster').
     Its tokenizer and text encoder are frozen parts (``frozen("tokenizer")``, ``frozen("text_encoder")``)."""
@@ -178,9 +186,7 @@ class MaskedAR(Model):
                     for c, u in zip(captions, torch.rand(B).tolist())]  # caption dropout
         text, pad = self.encode_text(captions)
         if self.config.order == "masked":
-            n_masked = torch.ceil(cosine_schedule(torch.rand(B, device=self.device)) * N).clamp(min=1)  # (B,)
-            ranks = torch.rand(B, N, device=self.device).argsort(1).argsort(1)  # a random order of positions
-            masked = ranks < n_masked[:, None]  # (B, N): the first n in that order
+            masked = random_mask(B, N, self.device)  # (B, N)
             inputs = k.masked_fill(masked, self.mask_id)
         else:
             masked = torch.ones_like(k, dtype=torch.bool)  # every position is predicted
