@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
 
-from cotlab.stats import bootstrap_values, quantile_interval
+from cotlab.stats import bootstrap_interval, bootstrap_values, quantile_interval
 
 
 # --- conversions -------------------------------------------------------------------------------
@@ -71,6 +71,15 @@ def pooled_psnr(x: torch.Tensor, y: torch.Tensor) -> float:
     """10·log10(1 / MSE) with the MSE pooled over every pixel of every image (finite even when one
     image matches exactly), for (B, 3, H, W) images in [0, 1]."""
     return (10 * torch.log10(1 / (x - y).square().mean())).item()
+
+
+def pooled_psnr_with_interval(x: torch.Tensor, y: torch.Tensor) -> tuple[float, list[float]]:
+    """``pooled_psnr`` and its 95 % bootstrap interval (images resampled)."""
+    mse = (x - y).square().mean((1, 2, 3)).double().cpu().numpy()  # (B,)
+
+    def pooled(m):
+        return float(10 * np.log10(1 / m.mean()))
+    return pooled(mse), bootstrap_interval(pooled, mse)
 
 
 def ssim_per_image(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

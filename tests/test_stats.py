@@ -112,3 +112,15 @@ def test_flatten_intervals_spreads_them_for_a_model_card():
     result = {"psnr": 34.5, "interval": {"psnr": [34.123456, 34.9]}}
     assert flatten_intervals(result) == {"psnr": 34.5, "psnr_interval": [34.1235, 34.9]}
     assert "interval" in result  # the result itself is left as it was
+
+
+def test_pooled_psnr_interval_holds_the_pooled_value():
+    import torch
+
+    from cotlab.metrics import pooled_psnr, pooled_psnr_with_interval
+
+    torch.manual_seed(0)
+    x = torch.rand(200, 3, 8, 8)
+    y = (x + 0.05 * torch.randn_like(x)).clamp(0, 1)
+    value, (lo, hi) = pooled_psnr_with_interval(x, y)
+    assert value == pytest.approx(pooled_psnr(x, y), abs=1e-4) and lo < value < hi and hi - lo < 0.5
