@@ -73,13 +73,16 @@ def pooled_psnr(x: torch.Tensor, y: torch.Tensor) -> float:
     return (10 * torch.log10(1 / (x - y).square().mean())).item()
 
 
+def psnr_of_errors(mse: np.ndarray) -> float:
+    """10·log10(1 / mean MSE) of per-image errors (B,): ``pooled_psnr`` from its pieces, so a bootstrap
+    can resample images."""
+    return float(10 * np.log10(1 / mse.mean()))
+
+
 def pooled_psnr_with_interval(x: torch.Tensor, y: torch.Tensor) -> tuple[float, list[float]]:
     """``pooled_psnr`` and its 95 % bootstrap interval (images resampled)."""
     mse = (x - y).square().mean((1, 2, 3)).double().cpu().numpy()  # (B,)
-
-    def pooled(m):
-        return float(10 * np.log10(1 / m.mean()))
-    return pooled(mse), bootstrap_interval(pooled, mse)
+    return psnr_of_errors(mse), bootstrap_interval(psnr_of_errors, mse)
 
 
 def ssim_per_image(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

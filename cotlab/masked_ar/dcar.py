@@ -31,7 +31,7 @@ from torch import nn
 
 from cotlab import flow, geneval, sampling
 from cotlab.harness import Model, checkpoint_config, load_checkpoint
-from cotlab.metrics import pooled_psnr, shapes_fd_with_interval, to_tensor, to_uint8
+from cotlab.metrics import pooled_psnr, psnr_of_errors, shapes_fd_with_interval, to_tensor, to_uint8
 from cotlab.stats import bootstrap_interval
 from cotlab.profiles import ProfileConfig
 from cotlab.shapes import World
@@ -137,11 +137,6 @@ class ResidualHead(Model):
 
 
 # --- what the residual buys ----------------------------------------------------------------------
-def _pooled_db(mse: np.ndarray) -> float:
-    """PSNR in dB of the MSE pooled over images: 10·log10(1 / mean MSE)."""
-    return float(10 * np.log10(1 / mse.mean()))
-
-
 @torch.no_grad()
 def compare_residual(head: ResidualHead, metas: list[dict], n_samples: int = 4, seed: int = 0, steps: int = 8,
                      cfg: float = 3.0, world: World = World()) -> dict:
@@ -189,11 +184,11 @@ def compare_residual(head: ResidualHead, metas: list[dict], n_samples: int = 4, 
         out.append({"variant": name, "overall": summary["overall"], "shapes_fd": fd,
                     "psnr_to_nearest_render": pooled_psnr(x, nearest), "seconds_per_image": total / n_images,
                     "interval": {"overall": summary["interval"]["overall"], "shapes_fd": fd_interval,
-                                 "psnr_to_nearest_render": bootstrap_interval(_pooled_db, errors[name])}})
+                                 "psnr_to_nearest_render": bootstrap_interval(psnr_of_errors, errors[name])}})
     geneval_gain = geneval.paired_difference(rows["discrete+residual"], rows["discrete"])["overall"]
-    psnr_gain = _pooled_db(errors["discrete+residual"]) - _pooled_db(errors["discrete"])
+    psnr_gain = psnr_of_errors(errors["discrete+residual"]) - psnr_of_errors(errors["discrete"])
     difference = {"overall": geneval_gain, "psnr_to_nearest_render": {
-        "difference": psnr_gain, "interval": bootstrap_interval(lambda a, b: _pooled_db(a) - _pooled_db(b),
+        "difference": psnr_gain, "interval": bootstrap_interval(lambda a, b: psnr_of_errors(a) - psnr_of_errors(b),
                                                                 errors["discrete+residual"], errors["discrete"])}}
     return {"prompts": len(metas), "n_samples": n_samples, "steps": steps, "cfg": cfg, "seed": seed, "rows": out,
             "difference": difference,
