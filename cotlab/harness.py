@@ -114,6 +114,7 @@ def fit(module: L.LightningModule, datamodule: L.LightningDataModule, *, profile
     """Train ``module`` for its config's ``max_steps`` (and at most ``max_minutes``); return the trainer.
     ``trainer_options`` go to ``make_trainer`` (e.g. ``log_every_n_steps=1`` for a short demo)."""
     max_minutes = getattr(module.config, "max_minutes", None)
+    trainer_options.setdefault("log_every_n_steps", getattr(module, "LOG_EVERY_N_STEPS", 10))
     trainer = make_trainer(profile, max_steps=module.config.max_steps, run_dir=run_dir, name=name,
                            max_time=timedelta(minutes=max_minutes) if max_minutes else None,
                            **trainer_options)
@@ -137,7 +138,10 @@ def logged_history(trainer: L.Trainer) -> dict[str, list[tuple[int, float]]]:
     import csv
 
     history: dict[str, list[tuple[int, float]]] = {}
-    with open(Path(trainer.logger.log_dir) / "metrics.csv") as f:
+    path = Path(trainer.logger.log_dir) / "metrics.csv"
+    if not path.is_file():  # a run shorter than its logging interval logged nothing
+        return history
+    with open(path) as f:
         for row in csv.DictReader(f):
             for key, value in row.items():
                 if key not in ("step", "epoch") and value not in ("", None):
@@ -159,6 +163,7 @@ class Model(L.LightningModule):
     Config: ClassVar[type]
     PROGRESS: ClassVar[tuple[str, ...]] = ()  # logged names also shown on the progress bar
     BETAS: ClassVar[tuple[float, float]] = (0.9, 0.999)  # AdamW's β₁, β₂
+    LOG_EVERY_N_STEPS: ClassVar[int] = 10  # how often training logs (fewer, costlier steps log more often)
 
     def __init__(self, config):
         super().__init__()
@@ -197,10 +202,12 @@ class Model(L.LightningModule):
     def frozen(self, field: str) -> L.LightningModule:
         """The checkpoint named by ``self.config.<field>`` (e.g. ``"tokenizer"``), loaded on first use,
         in eval mode without gradients, on this model's device. Not a submodule: neither trained nor
-        saved with this model. ``set_frozen`` hands one in instead, as a pipeline composes its parts."""
+        saved with this model. ``set_frozen`` hands one in instead, as a pipeline composes its parts.
+        Loading never moves the global random stream, so training is the same whenever a part loads."""
         parts = self.__dict__.setdefault("_frozen_parts", {})
         if field not in parts:
-            parts[field] = load_checkpoint(getattr(self.config, field)).requires_grad_(False)
+            with torch.random.fork_rng():  # building it draws initial weights: a lazy load leaves the random stream alone
+                parts[field] = load_checkpoint(getattr(self.config, field)).requires_grad_(False)
         if parts[field].device != self.device:
             parts[field].to(self.device)
         return parts[field]

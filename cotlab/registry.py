@@ -29,6 +29,12 @@ RECIPES = {
     "orm": "cotlab.verification.recipes:ORM",
     "prm": "cotlab.verification.recipes:PRM",
     "parm": "cotlab.verification.recipes:PARM",
+    "dpo": "cotlab.preference.recipes:DPO_RECIPE",
+    "it_dpo": "cotlab.preference.recipes:IT_DPO",
+    "dpo_guidance_released": "cotlab.preference.recipes:DPO_GUIDANCE_RELEASED",
+    "dpo_guidance": "cotlab.preference.recipes:DPO_GUIDANCE",
+    "grpo": "cotlab.preference.recipes:GRPO_RECIPE",
+    "grpo_oracle": "cotlab.preference.recipes:GRPO_ORACLE",
 }
 
 
@@ -42,6 +48,8 @@ BENCHES = {  # name -> ("module:attribute" of its Bench, one line of help)
     "hybrid": ("cotlab.masked_ar.bench:HYBRID", "DC-AR: the hybrid's residual head against its discrete tokens alone"),
     "verification": ("cotlab.verification.bench:BENCH",
                      "ORM, PRM, PARM, PARM++ and the oracle: GenEval, cost, scaling, verifier quality"),
+    "capstone": ("cotlab.preference.bench:BENCH",
+                 "verification, DPO, iterative DPO and GRPO alone and together: the paper's table, benchmark and held-out"),
 }
 
 

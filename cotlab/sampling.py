@@ -166,12 +166,20 @@ def sample(generator, captions: list[str], seed: int | Sequence[int] = 0, keep_s
 
 
 def samples(generator, metas: list[dict], n_samples: int = 4, seed: int = 0, keep_steps: bool = False,
-            skip=lambda index: False, **options) -> Iterator[tuple[int, dict, Samples]]:
-    """For each prompt (unless ``skip(index)``), ``(index, meta, Samples of its n_samples images)``."""
-    for index, meta in enumerate(metas):
-        if not skip(index):
-            yield index, meta, sample(generator, [meta["prompt"]] * n_samples, prompt_seed(seed, index),
-                                      keep_steps, **options)
+            skip=lambda index: False, batch_prompts: int = 8, **options) -> Iterator[tuple[int, dict, Samples]]:
+    """For each prompt (unless ``skip(index)``), ``(index, meta, Samples of its n_samples images)``.
+    ``batch_prompts`` prompts are decoded together — the same images as one at a time (each path
+    draws from its own seed), in fewer, larger forward passes."""
+    todo = [index for index in range(len(metas)) if not skip(index)]
+    for start in range(0, len(todo), batch_prompts):
+        chunk = todo[start:start + batch_prompts]
+        captions = [metas[i]["prompt"] for i in chunk for _ in range(n_samples)]
+        seeds = [s for i in chunk for s in row_seeds(prompt_seed(seed, i), n_samples)]
+        result = sample(generator, captions, seeds, keep_steps, **options)
+        for k, index in enumerate(chunk):
+            rows = slice(k * n_samples, (k + 1) * n_samples)
+            steps = [{name: value[rows] for name, value in step.items()} for step in result.steps]
+            yield index, metas[index], Samples(result.tokens[rows], result.images[rows], result.forward_passes, steps)
 
 
 def evaluate_generator(generator, metas: list[dict], n_samples: int = 4, seed: int = 0, progress: bool = True,

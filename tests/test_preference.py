@@ -60,3 +60,39 @@ def test_random_mask_follows_the_cosine_schedule():
     assert counts.min() >= 1 and counts.max() <= 16
     expected = torch.ceil(cosine_schedule(torch.rand(200_000)) * 16).clamp(min=1).mean()  # E[⌈γ(r)·N⌉]
     assert counts.mean().item() == pytest.approx(expected.item(), rel=0.03)
+
+
+# --- the preference pairs ------------------------------------------------------------------------
+def test_pairs_take_every_yes_against_every_no_evenly():
+    from cotlab.preference.data import pairs
+
+    # prompt 0: two yes (rows 0, 1), three no (2, 3, 4); prompt 1: all yes; prompt 2: all no
+    data = {"prompt": torch.tensor([0, 0, 0, 0, 0, 1, 1, 2, 2]),
+            "orm": torch.tensor([0.9, 0.6, 0.1, 0.4, 0.2, 0.8, 0.7, 0.1, 0.3])}
+    every = pairs(data, "orm", pairs_per_prompt=100)
+    assert sorted(map(tuple, every.tolist())) == [(i, j) for i in (0, 1) for j in (2, 3, 4)]  # six, none twice
+    first = pairs(data, "orm", pairs_per_prompt=2).tolist()
+    assert len(first) == 2 and {c for c, _ in first} == {0, 1} and len({r for _, r in first}) == 2  # a diagonal
+    with pytest.raises(ValueError, match="choose one of"):
+        pairs(data, "clip")
+
+
+# --- the paper's released guidance cannot train -------------------------------------------------
+def _train_smoke(name: str, tmp_path):
+    from cotlab.harness import train
+
+    torch.manual_seed(0)
+    model, metrics, _ = train(name, "smoke", seed=0, out=tmp_path / name)
+    return model, metrics
+
+
+def test_released_guidance_trains_the_same_weights_as_plain_dpo(tmp_path):
+    """The paper's reward term is a fresh constant tensor: the loss changes, not one gradient — so
+    DPO with it ends bit for bit where plain DPO does; the guidance that trains does not."""
+    plain, _ = _train_smoke("dpo", tmp_path)
+    released, metrics = _train_smoke("dpo_guidance_released", tmp_path)
+    training, _ = _train_smoke("dpo_guidance", tmp_path)
+    assert "train_fresh_reward" in metrics  # the term was computed
+    for (name, a), b in zip(plain.state_dict().items(), released.state_dict().values()):
+        assert torch.equal(a, b), name
+    assert any(not torch.equal(a, b) for a, b in zip(plain.state_dict().values(), training.state_dict().values()))
