@@ -181,3 +181,11 @@ def test_rollouts_record_the_decoding_cotlab_runs():
         draws = remask_logp(model, r, draws=2)
     assert steps.shape == (2, 4) and bool(torch.isfinite(steps).all()) and bool((steps <= 0).all())
     assert draws.shape == (2, 2) and bool((draws <= 0).all())
+
+
+def test_groups_a_learned_reward_cannot_tell_apart_are_skipped():
+    rewards = torch.tensor([0.97, 0.98, 0.99, 0.96, 0.9, 0.1, 0.8, 0.2])  # all right by the ORM's word; mixed
+    _, kept = group_advantages(rewards, 4, min_spread=0.05)
+    assert kept.tolist() == [False] * 4 + [True] * 4
+    A, kept = group_advantages(rewards, 4)  # without a spread the first group's ±0.01 becomes ±1.3
+    assert kept.all() and float(A[:4].abs().max()) > 1

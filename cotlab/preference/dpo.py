@@ -79,7 +79,7 @@ class DPOConfig(PolicyConfig):
     guidance: str = "none"  # none | released | training
     reward_coef: float = 0.1
     guidance_group: int = 4  # fresh samples per caption for the guidance term (G)
-    guidance_prompts: int = 4  # captions of the batch that get fresh samples
+    guidance_prompts: int = 2  # captions of the batch that get fresh samples
     batch_size: int = 64  # pairs
     lr: float = 1e-4
     weight_decay: float = 0.0

@@ -144,14 +144,16 @@ def remask_logp(policy: MaskedAR, rollouts: Rollouts, draws: int = 2, cfg: float
     return (logp * masks).sum(-1).reshape(B, draws)
 
 
-def group_advantages(rewards: torch.Tensor, group: int) -> tuple[torch.Tensor, torch.Tensor]:
+def group_advantages(rewards: torch.Tensor, group: int, min_spread: float = 1e-6) -> tuple[torch.Tensor, torch.Tensor]:
     """(A (B,), kept (B,) bool) for rewards (B,) in consecutive groups of ``group`` images of one
-    prompt: A = (r − mean) / (std + 1e-4) within each group; groups whose rewards are all equal are
-    not kept (A = 0)."""
+    prompt: A = (r − mean) / (std + 1e-4) within each group; groups whose rewards are all equal — a
+    std of at most ``min_spread`` — are not kept (A = 0). A learned reward is never exactly equal: a
+    group its model calls all right differs in the third decimal, and dividing by that std would turn
+    the reward model's noise into advantages of ±1, so GRPO with a learned reward sets a spread."""
     r = rewards.float().reshape(-1, group)  # (prompts, G)
     std = r.std(1, keepdim=True, unbiased=False)
     advantages = (r - r.mean(1, keepdim=True)) / (std + 1e-4)
-    kept = (std > 1e-6).expand_as(r)
+    kept = (std > min_spread).expand_as(r)
     return (advantages * kept).reshape(-1), kept.reshape(-1)
 
 
@@ -184,6 +186,7 @@ class GRPOConfig(PolicyConfig):
     group: int = 8  # G decodings per prompt
     prompts_per_step: int = 8
     updates: int = 2  # optimiser steps per rollout batch
+    min_spread: float = 0.05  # groups whose reward std is at most this teach nothing: skipped
     clip: float = 0.2  # ε
     kl_beta: float = 0.01  # β of the k3 KL to the reference
     remask_draws: int = 2
@@ -244,7 +247,7 @@ class GRPO(MaskedAR):
         self.train()
         rewards = self.reward(rollouts.images, captions, metas)  # (B,) the reward trained on
         exact = self.exact(rollouts.images, captions, metas)  # (B,) the evaluator's verdict on the same images
-        advantages, kept = group_advantages(rewards, G)
+        advantages, kept = group_advantages(rewards, G, c.min_spread)
         rows = kept.nonzero()[:, 0]
         logs = {"reward": rewards.mean(), "exact": exact.mean(), "kept": kept.float().mean()}
         optimizer, scheduler = self.optimizers(), self.lr_schedulers()
