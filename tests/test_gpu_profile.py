@@ -6,17 +6,29 @@ Models are built on the meta device: shapes without memory, so even the largest 
 import pytest
 import torch
 
-from cotlab.registry import RECIPES, get_recipe
+from cotlab.harness import checkpoint_config
+from cotlab.preference.dpo import DPOConfig
+from cotlab.preference.grpo import GRPOConfig
+from cotlab.registry import RECIPES, get_recipe, recipes_in
+
+ALIGNED = recipes_in("cotlab.preference")  # copies of a shipped generator: built from its weights, its size
 
 
 def parameter_count(module: torch.nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
-@pytest.mark.parametrize("name", sorted(RECIPES))
+@pytest.mark.parametrize("name", sorted(set(RECIPES) - set(ALIGNED)))
 def test_gpu_profile_builds_and_is_larger_than_cpu(name):
     recipe = get_recipe(name)
     with torch.device("meta"):
         gpu, cpu = recipe.build("gpu"), recipe.build("cpu")
     assert all(p.is_meta for p in gpu.parameters())
     assert parameter_count(gpu) > parameter_count(cpu)
+
+
+@pytest.mark.parametrize("config_class", [DPOConfig, GRPOConfig])
+def test_aligned_models_keep_their_base_size_and_train_more_on_gpu(config_class):
+    gpu, cpu = config_class.for_base("gpu"), config_class.for_base("cpu")
+    assert gpu.width == cpu.width == checkpoint_config(cpu.base)["width"]
+    assert gpu.max_steps > cpu.max_steps and gpu.batch_size >= cpu.batch_size
