@@ -30,7 +30,7 @@ from cotlab.errors import CotlabError
 from cotlab.masked_ar.model import MaskedAR, random_mask
 from cotlab.preference.data import PreferenceSpec, load_or_build, pairs
 from cotlab.preference.grpo import group_advantages, grpo_objective, rollout, trajectory_logp
-from cotlab.preference.policy import PolicyConfig, Reward, load_reward
+from cotlab.preference.policy import PolicyConfig, load_reward
 from cotlab.sampling import path_seed
 
 
@@ -140,7 +140,7 @@ class DPO(MaskedAR):
         self.eval()
         rollouts = rollout(self, captions, [m for m in metas for _ in range(G)], seeds)
         self.train()
-        rewards = self.reward(rollouts.images, captions, rollouts.metas)  # (G·prompts,) in [0, 1]
+        rewards = load_reward(c.label)(rollouts.images, captions, rollouts.metas)  # (G·prompts,) in [0, 1]
         logs = {"fresh_reward": rewards.mean()}
         if c.guidance == "released":
             return torch.tensor(-torch.log(rewards.clamp_min(1e-6)).mean().item(), device=self.device), logs
@@ -149,12 +149,6 @@ class DPO(MaskedAR):
         term, more = grpo_objective(logp, logp.detach(), advantages.to(self.device))
         return term, {**logs, **more}
 
-    @property
-    def reward(self) -> Reward:
-        """The labelling reward (``label``) as a function, loaded once."""
-        if "_reward" not in self.__dict__:
-            self.__dict__["_reward"] = load_reward(self.config.label)
-        return self.__dict__["_reward"]
 
 
 class PairData(L.LightningDataModule):

@@ -41,7 +41,7 @@ from typing import ClassVar
 import torch
 
 from cotlab.masked_ar.model import MaskedAR
-from cotlab.preference.policy import REWARDS, PolicyConfig, Reward, load_reward
+from cotlab.preference.policy import REWARDS, PolicyConfig, load_reward
 from cotlab.sampling import path_seed
 
 ESTIMATORS = ("trajectory", "remask")
@@ -245,8 +245,8 @@ class GRPO(MaskedAR):
         self.eval()
         rollouts = rollout(self, captions, metas, seeds, **self.decoding)
         self.train()
-        rewards = self.reward(rollouts.images, captions, metas)  # (B,) the reward trained on
-        exact = self.exact(rollouts.images, captions, metas)  # (B,) the evaluator's verdict on the same images
+        rewards = load_reward(c.reward)(rollouts.images, captions, metas)  # (B,) the reward trained on
+        exact = load_reward("oracle")(rollouts.images, captions, metas)  # (B,) the evaluator's verdict on the same images
         advantages, kept = group_advantages(rewards, G, c.min_spread)
         rows = kept.nonzero()[:, 0]
         logs = {"reward": rewards.mean(), "exact": exact.mean(), "kept": kept.float().mean()}
@@ -269,18 +269,6 @@ class GRPO(MaskedAR):
             scheduler.step()
         for name, value in logs.items():
             self.log(f"train_{name}", value, prog_bar=name in self.PROGRESS, batch_size=len(captions))
-
-    @property
-    def reward(self) -> Reward:
-        if "_reward" not in self.__dict__:
-            self.__dict__["_reward"] = load_reward(self.config.reward)
-        return self.__dict__["_reward"]
-
-    @property
-    def exact(self) -> Reward:
-        if "_exact" not in self.__dict__:
-            self.__dict__["_exact"] = load_reward("oracle")
-        return self.__dict__["_exact"]
 
 
 def _select(rollouts: Rollouts, rows: torch.Tensor) -> Rollouts:

@@ -7,6 +7,7 @@ and ``frozen("base")`` is the reference — loaded from the checkpoint, never tr
 """
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import ClassVar
@@ -50,9 +51,10 @@ def start_from_base(policy: L.LightningModule) -> L.LightningModule:
 Reward = Callable[[torch.Tensor, list[str], list[dict]], torch.Tensor]  # (images, captions, metas) -> (B,)
 
 
+@functools.cache
 def load_reward(name: str) -> Reward:
     """A reward in [0, 1] for final images: the fine-tuned ORM's or PARM's P(yes), or the exact
-    evaluator's verdict (``oracle``)."""
+    evaluator's verdict (``oracle``); each loaded once."""
     if name not in REWARDS:
         raise ValueError(f"unknown reward '{name}': choose one of {', '.join(REWARDS)}")
     if name == "oracle":
