@@ -9,6 +9,7 @@ Errors that name their fix (bad profile, missing checkpoint, unknown model …) 
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import sys
 import time
@@ -62,7 +63,10 @@ def _generate(args: argparse.Namespace) -> int:
 
     metas = load_metadata(args.metadata)  # a malformed file fails here, before any model loads
     model = load_generator(args.model)
-    options = {"cfg": args.cfg, **({"steps": args.steps} if args.steps is not None else {})}
+    options = {key: value for key, value in (("cfg", args.cfg), ("steps", args.steps), ("solver", args.solver))
+               if value is not None}  # the rest: the generator's own defaults
+    if "solver" in options and "solver" not in inspect.signature(model.paths).parameters:
+        raise CotlabError(f"--solver is for flow generators (e.g. sana); {args.model} has none: drop --solver")
     out = generate_folder(model, metas, args.outdir, n_samples=args.n_samples, seed=args.seed,
                           save_process=args.save_process, verifier=args.verifier, candidates=args.candidates,
                           **options)
@@ -153,8 +157,12 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
                           help="prompts, e.g. data/geneval_shapes/evaluation_metadata.jsonl")
     generate.add_argument("--outdir", required=True, metavar="DIR", help="where the images go")
     generate.add_argument("--n-samples", type=int, default=4, help="images per prompt (default: 4)")
-    generate.add_argument("--steps", type=int, help="decoding steps of a masked model (default: 8; a raster one takes one per token)")
-    generate.add_argument("--cfg", type=float, default=3.0, help="classifier-free guidance weight (default: 3)")
+    generate.add_argument("--steps", type=int, help="decoding or sampling steps (default: the generator's — maskgit 8, "
+                                                    "sana 20; a raster model takes one per token)")
+    generate.add_argument("--cfg", type=float, help="classifier-free guidance weight (default: the generator's — "
+                                                    "maskgit 3, sana 4.5)")
+    generate.add_argument("--solver", choices=("euler", "dpm"),
+                          help="a flow generator's ODE solver: flow Euler or Flow-DPM-Solver (default: euler)")
     generate.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     generate.add_argument("--save-process", action="store_true",
                           help="also save every decoding step's image under OUTDIR/00000/process/")

@@ -14,7 +14,7 @@ each drawing from its own random stream (``path_seed``), and returns a ``Paths``
 Every search of notebook 06 (best-of-N, step-level PRM search, PARM's pruning, PARM++'s reflection),
 the reward models' data and the RL rewards work through this interface alone, so they work on every
 generator. On it, here: ``sample`` (decode to the end, optionally recording each step),
-``evaluate_generator`` (GenEval in memory), ``failures``, ``SamplesWhileTraining`` and
+``evaluate_generator`` (GenEval in memory), ``benchmark_metrics`` (a generator card's), ``failures``, ``SamplesWhileTraining`` and
 ``load_generator``.
 
 Seeds: the samples of prompt i depend only on (seed, i) (``prompt_seed``), and a path's image only on
@@ -197,6 +197,20 @@ def evaluate_generator(generator, metas: list[dict], n_samples: int = 4, seed: i
                          "index": index, "sample": j, "tag": meta["tag"], "prompt": meta["prompt"],
                          "correct": correct, "reason": reason})
     return {**geneval.summarize(rows), "forward_passes": passes, "rows": rows}
+
+
+def benchmark_metrics(generator, profile: str, **options) -> dict:
+    """A generator card's headline metrics: GenEval overall (with its 95 % interval) and per tag, and
+    forward passes per image, on the benchmark prompts × 4 samples (smoke: every 40th prompt, one
+    sample), with the generator's default decoding unless ``options`` say otherwise."""
+    metas = geneval.benchmark_prompts()
+    smoke = profile == "smoke"
+    summary = evaluate_generator(generator, metas[::40] if smoke else metas, n_samples=1 if smoke else 4,
+                                 progress=False, **options)
+    return {"geneval_overall": summary["overall"],
+            "geneval_overall_interval": [round(v, 4) for v in summary["interval"]["overall"]],
+            "forward_passes": summary["forward_passes"],
+            **{f"geneval_{tag}": score for tag, score in summary["tags"].items()}}
 
 
 def failures(generator, metas: list[dict], rows: list[dict], limit: int = 8, n_samples: int = 4, seed: int = 0,

@@ -7,23 +7,10 @@ of ``cotlab generate`` (MaskGIT: 8 steps; CFG 3). DC-AR's residual head trains o
 """
 from __future__ import annotations
 
-from cotlab.geneval import benchmark_prompts
 from cotlab.harness import Recipe
 from cotlab.masked_ar.dcar import ResidualHead
 from cotlab.masked_ar.model import MaskedAR
-from cotlab.sampling import evaluate_generator
-
-
-def evaluate(model: MaskedAR, profile: str) -> dict:
-    """GenEval overall (with its 95 % interval) and per tag, and forward passes per image (module docstring)."""
-    metas = benchmark_prompts()
-    smoke = profile == "smoke"
-    summary = evaluate_generator(model, metas[::40] if smoke else metas, n_samples=1 if smoke else 4,
-                                 progress=False)
-    return {"geneval_overall": summary["overall"],
-            "geneval_overall_interval": [round(v, 4) for v in summary["interval"]["overall"]],
-            "forward_passes": summary["forward_passes"],
-            **{f"geneval_{tag}": score for tag, score in summary["tags"].items()}}
+from cotlab.sampling import benchmark_metrics as evaluate
 
 
 MASKGIT = Recipe.of("maskgit", MaskedAR, "MaskGIT over the 16 vq_f8 tokens, conditioned on the CLIP text encoder",

@@ -2,23 +2,22 @@
 judges the aligned generators of notebook 07.
 
 Each starts from a shipped generator (``base``) and is judged like it (GenEval on the benchmark
-prompts × 4, ``cotlab.masked_ar.recipes.evaluate``), and also on the held-out bindings
+prompts × 4, ``cotlab.sampling.benchmark_metrics``), and also on the held-out bindings
 (``heldout_metadata.jsonl``, 124 prompts × 4), which no recipe ever trains on.
 """
 from __future__ import annotations
 
 from cotlab.geneval import benchmark_prompts
 from cotlab.harness import Recipe
-from cotlab.masked_ar.recipes import evaluate as evaluate_benchmark
 from cotlab.preference.dpo import DPO, DPOConfig, PairData
 from cotlab.preference.grpo import GRPO, GRPOConfig
 from cotlab.preference.policy import PromptData, start_from_base
-from cotlab.sampling import evaluate_generator
+from cotlab.sampling import benchmark_metrics, evaluate_generator
 
 
 def evaluate(model, profile: str) -> dict:
     """The benchmark's GenEval (as for ``maskgit``) and the held-out bindings' overall with its interval."""
-    metrics = evaluate_benchmark(model, profile)
+    metrics = benchmark_metrics(model, profile)
     metas = benchmark_prompts(heldout=True)
     smoke = profile == "smoke"
     heldout = evaluate_generator(model, metas[::40] if smoke else metas, n_samples=1 if smoke else 4, progress=False)

@@ -1,0 +1,153 @@
+"""A SANA text-to-image model: diffusers' ``SanaTransformer2DModel`` trained by flow matching on DC-AE latents.
+
+*SANA: Efficient High-Resolution Image Synthesis with Linear Diffusion Transformers* (arXiv
+2410.10629) at toy size. An image x (3, 32, 32) is the latent z = E(x)·s of a frozen deep-compression
+autoencoder (notebook 01: ``dcae_f8`` gives z (32, 4, 4), ``dcae_f4`` (8, 8, 8); s its scaling
+factor, so z has unit variance). Each latent position is one token (patch size 1), and the
+transformer's blocks are SANA's:
+
+    x = x + gate₁ · LinearAttention(adaLN(x))     ReLU linear attention, O(N·d²) (``cotlab.dit.attention``)
+    x = x + CrossAttention(x, text)                softmax attention to the caption's token states
+    x = x + gate₂ · MixFFN(adaLN(x))               1×1 conv → 3×3 depthwise conv → GLU → 1×1 conv
+
+with no positional embedding (the depthwise convolution tells tokens where they are) and adaLN-single
+(one timestep MLP shared by every block, plus a learned per-block table). The caption is the
+notebook-00 text encoder's per-token states; with probability ``p_uncond`` it is replaced by the empty
+caption, so one model also learns the unconditional velocity for classifier-free guidance.
+
+**Flow matching** (``cotlab.flow``): x_σ = (1 − σ)·z + σ·ε, target v = ε − z, plain MSE, with σ drawn
+logit-normally and shifted towards noise by SANA's training shift. Sampling integrates dx/dσ = v from
+σ = 1 to 0 with flow Euler or Flow-DPM-Solver (``cotlab.dit.decoding``), guided by
+v = v(∅) + w·(v(c) − v(∅)).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+from diffusers import SanaTransformer2DModel
+
+from cotlab.flow import flow_loss, interpolate, logit_normal_sigmas
+from cotlab.harness import Model, checkpoint_config
+from cotlab.profiles import ProfileConfig
+
+
+@dataclass
+class SanaConfig(ProfileConfig):
+    """Sizes and training of the linear DiT; the defaults are the ``cpu`` profile of ``sana``."""
+    autoencoder: str = "dcae_f8"  # checkpoint whose latents are generated
+    text_encoder: str = "clip"  # checkpoint of the ShapesCLIP whose text tower conditions
+    width: int = 192  # D = heads × 32 (SANA's linear head size is 32)
+    layers: int = 6
+    cross_heads: int = 6  # cross-attention heads of D / cross_heads each
+    mlp_ratio: float = 2.5  # Mix-FFN's hidden width h = 2.5·D
+    p_uncond: float = 0.1  # caption dropout, for classifier-free guidance
+    train_shift: float = 3.0  # σ' = shift·σ / (1 + (shift − 1)·σ) on the training times (SANA: 3)
+    sample_shift: float = 3.0  # the same on the sampling grid
+    batch_size: int = 128
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    warmup_steps: int = 200
+    max_steps: int = 3000
+    max_minutes: float | None = 30.0  # a cap on wall time; max_steps should end first
+    PROFILES: ClassVar[dict[str, dict]] = {
+        "smoke": dict(width=32, layers=1, cross_heads=1, batch_size=16, warmup_steps=2, max_steps=8, max_minutes=1.0),
+        "gpu": dict(width=576, layers=16, cross_heads=9, batch_size=512, lr=3e-4, warmup_steps=1000,
+                    max_steps=50_000, max_minutes=120.0),
+    }
+
+    HEAD_DIM: ClassVar[int] = 32
+
+    def __post_init__(self):
+        if self.width % self.HEAD_DIM or self.width % self.cross_heads:
+            raise ValueError(f"width {self.width} must be a multiple of {self.HEAD_DIM} (the linear heads' size) "
+                             f"and of cross_heads={self.cross_heads}")
+
+
+class SanaDiT(Model):
+    """SANA's linear diffusion transformer on a DC-AE's latents, conditioned on the CLIP text encoder.
+    Its autoencoder and text encoder are frozen parts (``frozen("autoencoder")``, ``frozen("text_encoder")``)."""
+
+    Config = SanaConfig
+
+    def __init__(self, config: SanaConfig):
+        super().__init__(config)
+        c = config
+        ae, text = checkpoint_config(c.autoencoder), checkpoint_config(c.text_encoder)
+        self.latent_channels = ae["latent_channels"]
+        self.latent_size = ae["image_size"] // 2 ** (len(ae["block_out_channels"]) - 1)
+        self.transformer = SanaTransformer2DModel(
+            in_channels=self.latent_channels, out_channels=self.latent_channels, patch_size=1,
+            sample_size=self.latent_size, num_layers=c.layers,
+            num_attention_heads=c.width // c.HEAD_DIM, attention_head_dim=c.HEAD_DIM,
+            num_cross_attention_heads=c.cross_heads, cross_attention_head_dim=c.width // c.cross_heads,
+            cross_attention_dim=c.width, caption_channels=text["width"], mlp_ratio=c.mlp_ratio,
+            interpolation_scale=None)  # None: no positional embedding (NoPE)
+
+    @property
+    def latent_shape(self) -> tuple[int, int, int]:
+        """(C, h, w) of one latent."""
+        return self.latent_channels, self.latent_size, self.latent_size
+
+    # --- the frozen parts ----------------------------------------------------------------------
+    @torch.no_grad()
+    def encode_images(self, images: torch.Tensor) -> torch.Tensor:
+        """Scaled latents z·s (B, C, h, w) of images (B, 3, H, W) in [0, 1]."""
+        ae = self.frozen("autoencoder")
+        return ae.encode(images.to(self.device)) * ae.scaling_factor
+
+    @torch.no_grad()
+    def decode_latents(self, z: torch.Tensor) -> torch.Tensor:
+        """Images (B, 3, H, W) in [0, 1] of scaled latents (B, C, h, w)."""
+        ae = self.frozen("autoencoder")
+        return ae.decode(z.to(self.device) / ae.scaling_factor)
+
+    @torch.no_grad()
+    def encode_text(self, captions: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-token text states (B, T, D_text) and their mask (B, T), 1 on real tokens."""
+        _, hidden, mask = self.frozen("text_encoder").encode_text(list(captions))
+        return hidden, mask
+
+    # --- the transformer -----------------------------------------------------------------------
+    def forward(self, x: torch.Tensor, sigma: torch.Tensor, text: torch.Tensor, text_mask: torch.Tensor
+                ) -> torch.Tensor:
+        """The velocity v_θ(x_σ, σ, c) (B, C, h, w) at noisy latents x (B, C, h, w), times σ (B,) in [0, 1]
+        (fed as 1000·σ, diffusers' timesteps) and text states (B, T, D_text) with mask (B, T)."""
+        return self.transformer(x, encoder_hidden_states=text, timestep=1000 * sigma,
+                                encoder_attention_mask=text_mask, return_dict=False)[0]
+
+    def prefix(self, captions: list[str], cfg: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+        """The text states for sampling, computed once: the captions', followed by as many empty
+        captions' when guidance is on (cfg ≠ 1)."""
+        captions = list(captions)
+        return self.encode_text(captions if cfg == 1.0 else captions + [""] * len(captions))
+
+    def guided_velocity(self, x: torch.Tensor, sigma: torch.Tensor, prefix: tuple[torch.Tensor, torch.Tensor],
+                        cfg: float = 1.0) -> torch.Tensor:
+        """v(∅) + w·(v(c) − v(∅)) (B, C, h, w); w = 1 is plain conditioning (one forward pass), w ≠ 1
+        costs two (batched as one of 2B)."""
+        if cfg == 1.0:
+            return self(x, sigma, *prefix)
+        cond, uncond = self(x.repeat(2, 1, 1, 1), sigma.repeat(2), *prefix).chunk(2)
+        return uncond + cfg * (cond - uncond)
+
+    def paths(self, captions: list[str], seeds=0, steps: int = 20, cfg: float = 4.5, solver: str = "euler"):
+        """Sampling paths for ``captions``, one seed each (``cotlab.sampling``): ``steps`` steps of
+        ``solver`` ("euler": flow Euler; "dpm": Flow-DPM-Solver) from each seed's noise."""
+        from cotlab.dit.decoding import FlowPaths
+
+        return FlowPaths(self, captions, seeds, steps, cfg, solver)
+
+    # --- training ------------------------------------------------------------------------------
+    def loss(self, batch: dict) -> tuple[torch.Tensor, dict]:
+        """Flow matching's MSE on a batch of images and captions (module docstring)."""
+        z = self.encode_images(batch["image"])  # (B, C, h, w)
+        B = len(z)
+        captions = ["" if u < self.config.p_uncond else c
+                    for c, u in zip(batch["caption"], torch.rand(B).tolist())]  # caption dropout
+        text, mask = self.encode_text(captions)
+        sigma = logit_normal_sigmas(B, shift=self.config.train_shift, device=self.device)  # (B,)
+        noise = torch.randn_like(z)
+        v = self(interpolate(z, noise, sigma), sigma, text, mask)
+        return flow_loss(v, z, noise), {}
