@@ -40,12 +40,13 @@ class Bench:
     description: str
 
 
-def prompt_options(parser: argparse.ArgumentParser, every: int, prompts: int) -> None:
-    """The options of a benchmark that generates for the stratified benchmark prompts."""
+def prompt_options(parser: argparse.ArgumentParser, every: int, prompts: int, cfg: float = 3.0) -> None:
+    """The options of a benchmark that generates for the stratified benchmark prompts (``cfg``: the
+    generators' default guidance weight)."""
     parser.add_argument("--every", type=int, default=every,
                         help=f"use every EVERY-th prompt of each tag (default: {every}, i.e. {prompts} prompts)")
     parser.add_argument("--n-samples", type=int, default=4, help="images per prompt (default: 4)")
-    parser.add_argument("--cfg", type=float, default=3.0, help="guidance weight (default: 3)")
+    parser.add_argument("--cfg", type=float, default=cfg, help=f"guidance weight (default: {cfg:g})")
 
 
 def only_option(parser: argparse.ArgumentParser, what: str) -> None:

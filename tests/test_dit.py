@@ -9,7 +9,7 @@ import torch
 
 from cotlab.dit.decoding import FlowPaths, make_scheduler
 from cotlab.dit.model import SanaConfig, SanaDiT
-from cotlab.dit.scaling import block_importance, grow, prune, with_blocks, zero_output
+from cotlab.dit.scaling import block_importance, grow, inference_scaling, prune, tournament, with_blocks, zero_output
 from cotlab.sampling import sample
 from cotlab.shapes import ShapesStream, World
 
@@ -148,3 +148,70 @@ def test_block_importance_is_zero_for_an_identity_block_and_pruning_keeps_the_im
         assert torch.equal(with_blocks(model, [0, 1, 2])(*x), model(*x))
     with pytest.raises(ValueError, match="more than"):
         grow(model, 3)
+
+
+def test_the_tournament_picks_the_highest_score_in_n_minus_one_comparisons():
+    g = torch.Generator().manual_seed(0)
+    for n in range(1, 20):
+        scores = torch.rand(n, generator=g)
+        winner, comparisons = tournament(scores)
+        assert winner == int(scores.argmax()) and comparisons == n - 1
+    assert tournament(torch.tensor([0.0, 1.0, 1.0, 0.0])) == (1, 3)  # a tie goes to the earlier entrant
+
+
+def test_inference_scaling_with_the_oracle_is_any_correct_in_the_group():
+    """Known answer: choosing by the exact evaluator, a group of n counts as right when any of its n
+    samples is; choosing by a score that ignores the image, the choice is the group's first sample."""
+    from cotlab.geneval import benchmark_prompts, judge, summarize
+    from cotlab.metrics import to_uint8
+    from cotlab.sampling import samples
+    from cotlab.verification.search import oracle_scorer
+
+    model = dit()
+    metas = benchmark_prompts()[::100]
+    constant = lambda images, captions, progress: torch.zeros(len(images))  # noqa: E731
+    result = inference_scaling(model, {"oracle": oracle_scorer({m["prompt"]: m for m in metas}), "constant": constant},
+                               metas, N=4, ns=(1, 2, 4), steps=2)
+    correct = [[judge(x, meta)[0] for x in to_uint8(r.images)] for _, meta, r in samples(model, metas, 4, steps=2)]
+    for n in (1, 2, 4):
+        rows = [{"filename": f"{i:05d}/samples/{g:04d}.png", "tag": metas[i]["tag"], "correct": any(c[g * n:(g + 1) * n])}
+                for i, c in enumerate(correct) for g in range(4 // n)]
+        assert result["curves"]["oracle"]["top-1"][str(n)]["overall"] == pytest.approx(summarize(rows)["overall"])
+        assert result["curves"]["oracle"]["tournament"][str(n)]["overall"] == pytest.approx(summarize(rows)["overall"])
+        first = [{**r, "correct": correct[int(r["filename"][:5])][int(r["filename"][-8:-4]) * n]} for r in rows]
+        assert result["curves"]["constant"]["top-1"][str(n)]["overall"] == pytest.approx(summarize(first)["overall"])
+        assert result["curves"]["constant"]["top-1"][str(n)]["gain_over_one"]["difference"] == 0
+        assert result["curves"]["oracle"]["tournament"][str(n)]["calls"] == n - 1
+
+
+def test_minutes_to_loss_reads_the_running_mean():
+    from cotlab.dit.bench import minutes_to_loss
+
+    curve = [(0.5 * i, v) for i, v in enumerate([4, 3, 2, 1, 1, 1])]
+    assert minutes_to_loss(curve, 2.5, window=2) == 1.0  # (3 + 2) / 2 = 2.5 at the third point
+    assert minutes_to_loss(curve, 0.5, window=2) is None
+
+
+def test_bench_attention_times_both_kernels_and_fits_slopes():
+    from cotlab.dit.bench import bench_attention, format_attention, log_log_slope
+
+    assert log_log_slope([1, 2, 4], [3, 12, 48]) == pytest.approx(2.0)
+    result = bench_attention((64, 128), softmax_max=64, heads=2, head_dim=8, repeats=1)
+    kinds = [(r["kernel"], r["tokens"]) for r in result["rows"]]
+    assert kinds == [("linear", 64), ("softmax", 64), ("linear", 128)]
+    assert all(r["seconds"] > 0 and (r["peak_bytes"] is None or r["peak_bytes"] >= 0) for r in result["rows"])
+    assert "softmax / linear" in format_attention(result)
+
+
+def test_bench_dit_on_a_saved_checkpoint(tmp_path):
+    from cotlab.dit.bench import bench_dit, format_dit
+    from cotlab.harness import save_checkpoint
+
+    folder = save_checkpoint(dit(), tmp_path / "tiny", name="tiny", profile="smoke", command="test", train_seconds=6.0,
+                             steps=3, metrics={}, history={"train_loss": [(0, 2.0), (1, 1.5), (2, 1.2)]})
+    result = bench_dit([str(folder)], every=200, n_samples=1)
+    (row,) = result["rows"]
+    assert (row["solver"], row["steps"], row["forward_passes"]) == ("euler", 20, 40)
+    assert result["training"][str(folder)]["images_per_s"] == pytest.approx(3 * 16 / 6.0)
+    assert result["heldout"][0]["prompts"] == len(range(0, 124, 200))
+    assert "held-out bindings" in format_dit(result)

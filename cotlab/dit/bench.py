@@ -74,7 +74,8 @@ def bench_attention(lengths: tuple[int, ...] = (256, 512, 1024, 2048, 4096, 8192
                     seed: int = 0) -> dict:
     """Time (fastest of ``repeats`` after a warm-up) and peak memory of each attention kernel on
     random q, k, v (1, heads, N, head_dim) for every N in ``lengths`` (softmax up to ``softmax_max``:
-    it is quadratic), on the default device; the log-log slopes over N ≥ 1024 and the crossover."""
+    it is quadratic), on the default device; the log-log slopes over N ≥ 4096 (large N: the tensors no
+    longer fit in the caches, per-call overheads are negligible) and over N ≥ 1024, and the crossover."""
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     sync = torch.cuda.synchronize if device.type == "cuda" else None
     generator = torch.Generator().manual_seed(seed)
@@ -89,17 +90,21 @@ def bench_attention(lengths: tuple[int, ...] = (256, 512, 1024, 2048, 4096, 8192
                 with peak_memory(device) as memory:
                     kernel(q, k, v)
             rows.append({"kernel": name, "tokens": n, "seconds": seconds, "peak_bytes": memory["bytes"]})
-    slopes = {}
-    for name in KERNELS:
-        points = [(r["tokens"], r["seconds"]) for r in rows if r["kernel"] == name and r["tokens"] >= 1024]
-        if len(points) >= 2:
-            slopes[name] = log_log_slope(*map(list, zip(*points)))
+    def slopes_from(smallest: int) -> dict:
+        out = {}
+        for name in KERNELS:
+            points = [(r["tokens"], r["seconds"]) for r in rows if r["kernel"] == name and r["tokens"] >= smallest]
+            if len(points) >= 2:
+                out[name] = log_log_slope(*map(list, zip(*points)))
+        return out
+
     times = {(r["kernel"], r["tokens"]): r["seconds"] for r in rows}
     both = sorted(n for n in lengths if ("softmax", n) in times)
     crossover = next((n for n in both if times[("linear", n)] < times[("softmax", n)]), None)
     largest = both[-1] if both else None
     return {"device": str(device), "threads": torch.get_num_threads(), "heads": heads, "head_dim": head_dim,
-            "repeats": repeats, "rows": rows, "slopes": slopes, "crossover": crossover,
+            "repeats": repeats, "rows": rows, "slopes": slopes_from(4096), "slopes_from_1024": slopes_from(1024),
+            "crossover": crossover,
             "largest_shared": largest,
             "speedup_at_largest": times[("softmax", largest)] / times[("linear", largest)] if largest else None}
 
@@ -121,8 +126,10 @@ def format_attention(result: dict) -> str:
                      + f" | {ratio} | {_megabytes(lin['peak_bytes'])} | "
                      + (_megabytes(soft['peak_bytes']) if soft else "—") + " |")
     slopes = ", ".join(f"{name} {slope:.2f}" for name, slope in result["slopes"].items())
+    from_1024 = ", ".join(f"{name} {slope:.2f}" for name, slope in result["slopes_from_1024"].items())
     crossover = f"{result['crossover']:,} tokens" if result["crossover"] else "not reached"
-    lines.append(f"\nSlope of log time against log N (N ≥ 1024): {slopes} (1 = linear, 2 = quadratic). Linear "
+    lines.append(f"\nSlope of log time against log N for N ≥ 4,096: {slopes}; for N ≥ 1,024: {from_1024} (1 = linear, "
+                 f"2 = quadratic; from 4,096 tokens on, each of q, k and v (4 MiB there) outgrows a 2 MiB L2 cache). Linear "
                  f"attention is faster from {crossover}; at {result['largest_shared']:,} tokens it is "
                  f"{result['speedup_at_largest']:.0f}× faster. One sequence, {result['heads']} heads of "
                  f"{result['head_dim']}, the attention kernel alone (no projections), fastest of {result['repeats']} "
@@ -175,7 +182,7 @@ def minutes_to_loss(curve: list[tuple[float, float]], level: float, window: int 
     return None
 
 
-def bench_dit(names: list[str] | None = None, every: int = 2, n_samples: int = 4, cfg: float = 3.0,
+def bench_dit(names: list[str] | None = None, every: int = 2, n_samples: int = 4, cfg: float = 4.5,
               seed: int = 0) -> dict:
     """``sana`` at every solver plan, the others at the default; each model also on the held-out
     bindings (every ``every``-th); paired differences and training facts (module docstring)."""
@@ -246,7 +253,7 @@ def format_dit(result: dict) -> str:
 
 def _dit_arguments(parser: argparse.ArgumentParser) -> None:
     only_option(parser, "DiTs")
-    prompt_options(parser, every=2, prompts=277)
+    prompt_options(parser, every=2, prompts=277, cfg=4.5)
 
 
 def _dit_run(args: argparse.Namespace) -> dict:
@@ -258,3 +265,192 @@ DIT = Bench(_dit_arguments, _dit_run, format_dit,
             "and Flow-DPM-Solver at several step counts, sana_f4 at 20 Euler steps. Prints GenEval overall (95 % "
             "intervals) and per tag, forward passes, images/s, the paired differences (DPM 10 vs Euler 30; f8 vs "
             "f4), training throughput and time to a fixed loss from the cards, and the held-out bindings.")
+
+
+# --- SANA 1.5: inference-time scaling --------------------------------------------------------------
+def bench_scaling(generator: str = "sana", every: int = 8, N: int = 64, seed: int = 0) -> dict:
+    """``scaling.inference_scaling`` of a shipped generator on the stratified benchmark prompts with
+    the zero-shot CLIPScore, the fine-tuned ORM (trained on maskgit's images) and the exact evaluator."""
+    from cotlab.dit.scaling import inference_scaling
+    from cotlab.verification.search import clip_scorer, oracle_scorer, reward_scorer
+
+    model = load_shipped([generator], (generator,), "generator")[generator]
+    judges = load_shipped(["clip", "orm"], ("clip", "orm"), "verifier")
+    metas = stratified_prompts(every)
+    scorers = {"clip": clip_scorer(judges["clip"]), "orm": reward_scorer(judges["orm"]),
+               "oracle": oracle_scorer({m["prompt"]: m for m in metas})}
+    ns = tuple(n for n in (1, 2, 4, 8, 16, 32, 64) if n <= N and N % n == 0)
+    return {"generator": generator, "seed": seed, **inference_scaling(model, scorers, metas, N, ns, seed)}
+
+
+def format_scaling(result: dict) -> str:
+    verifiers = list(result["curves"])
+    lines = ["| samples n | " + " | ".join(f"top-1 by {v}" for v in verifiers) + " |", "|---|" + "---|" * len(verifiers)]
+    for n in result["ns"]:
+        cells = [with_interval(result["curves"][v]["top-1"][str(n)]["overall"], result["curves"][v]["top-1"][str(n)]["interval"]["overall"])
+                 for v in verifiers]
+        lines.append(f"| {n} | " + " | ".join(cells) + " |")
+    n = max(result["ns"])
+    lines += ["", f"| at n = {n} | top-1: overall | calls / image | tournament: overall | comparisons / image |",
+              "|---|---|---|---|---|"]
+    for v in verifiers:
+        top, tour = result["curves"][v]["top-1"][str(n)], result["curves"][v]["tournament"][str(n)]
+        lines.append(f"| {v} | {with_interval(top['overall'], top['interval']['overall'])} | {top['calls']} | "
+                     f"{with_interval(tour['overall'], tour['interval']['overall'])} | {tour['calls']} |")
+    lines += ["", "| verifier on this generator's images | AUROC | precision | recall |", "|---|---|---|---|"]
+    for v, q in result["quality"].items():
+        lines.append(f"| {v} | {with_interval(q['auroc'], q['interval']['auroc'])} | "
+                     f"{with_interval(q['precision'], q['interval']['precision'])} | "
+                     f"{with_interval(q['recall'], q['interval']['recall'])} |")
+    gains = "; ".join(f"{v} {describe_difference(result['curves'][v]['top-1'][str(k)]['gain_over_one']['difference'], result['curves'][v]['top-1'][str(k)]['gain_over_one']['interval'])}"
+                      for v in verifiers for k in [32 if 32 in result["ns"] else n])
+    lines.append(f"\nBest-of-{32 if 32 in result['ns'] else n} against one sample (paired: the same groups): {gains}. "
+                 f"{result['generator']}, {result['N']} samples for each of {result['prompts']} prompts (every tag), cut "
+                 "into groups of n; each group's choice judged exactly. The tournament pairs the entrants and keeps the "
+                 "higher score of each pair: with verifiers that score one image at a time it picks top-1's image. "
+                 "95 % intervals: bootstrap over prompts, groups resampled within; AUROC over all samples.")
+    return "\n".join(lines)
+
+
+def _scaling_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--generator", default="sana", help="a shipped generator (default: sana)")
+    parser.add_argument("--every", type=int, default=8, help="every EVERY-th prompt of each tag (default: 8, i.e. 70)")
+    parser.add_argument("--samples", type=int, default=64, help="samples N per prompt (default: 64)")
+
+
+def _scaling_run(args: argparse.Namespace) -> dict:
+    return bench_scaling(args.generator, every=args.every, N=args.samples, seed=args.seed)
+
+
+SCALING = Bench(_scaling_arguments, _scaling_run, format_scaling,
+                "SANA 1.5's inference-time scaling: N samples per prompt chosen by CLIPScore, the fine-tuned ORM or the "
+                "exact evaluator, as top-1 and as a single-elimination tournament; score against n = 1 … N with 95 % "
+                "intervals, verifier calls, each verifier's AUROC on this generator's images.")
+
+
+# --- SANA 1.5: growth and pruning ------------------------------------------------------------------
+def train_briefly(model, steps: int, lr: float, seed: int, profile: str, name: str) -> tuple[list, float]:
+    """Train ``model`` for ``steps`` steps (warm-up 10 %, cosine decay, learning rate ``lr``) on fresh
+    Shapes batches; return its logged loss [(minutes, loss)] (steps taking equal time) and seconds."""
+    import tempfile
+    from dataclasses import replace
+
+    from cotlab.harness import fit, logged_history, seed_everything
+    from cotlab.shapes import ShapesDataModule
+
+    model.config = replace(model.config, max_steps=steps, warmup_steps=max(steps // 10, 1), lr=lr, max_minutes=None)
+    seed_everything(seed)
+    model.train()
+    with tempfile.TemporaryDirectory() as folder:
+        start = time.perf_counter()
+        trainer = fit(model, ShapesDataModule(batch_size=model.config.batch_size, seed=seed), profile=profile,
+                      run_dir=folder, name=name, enable_progress_bar=False)
+        seconds = time.perf_counter() - start
+        history = logged_history(trainer).get("train_loss", [])
+    model.eval()
+    return [(step * seconds / 60 / max(steps, 1), value) for step, value in history], seconds
+
+
+def bench_growth(base: str = "sana", steps: int = 400, every: int = 4, n_samples: int = 4, cfg: float = 4.5,
+                 seed: int = 0, profile: str = "cpu") -> dict:
+    """SANA 1.5's training-time scaling on the shipped ``base`` (L blocks):
+
+    - growth: a 2L-block model trained from scratch for ``steps`` steps against ``base`` grown to 2L
+      blocks (``scaling.grow``) and trained for the same steps with the same recipe — loss against
+      time, the time the grown one needs to reach the from-scratch model's final loss, both scores;
+    - pruning: block importance on 128 calibration images, ``base`` pruned to each depth L−1 … L/2
+      (``scaling.prune``), scored as it is, and the half-depth model fine-tuned for 10 % of ``base``'s
+      training steps at a tenth of its learning rate, scored again — each against ``base``, paired."""
+    from cotlab.dit.model import SanaDiT
+    from cotlab.dit.scaling import block_importance, grow, prune
+    from cotlab.shapes import ShapesStream, World
+
+    model = load_shipped([base], (base,), "DiT")[base]
+    L, base_steps, lr = model.config.layers, checkpoint_card(base)["steps"], model.config.lr
+    metas = stratified_prompts(every)
+
+    def score(m) -> dict:
+        return evaluate_generator(m, metas, n_samples, seed, progress=False, cfg=cfg)
+
+    full = score(model)
+
+    def against_full(summary: dict) -> dict:
+        return paired_difference(summary["rows"], full["rows"])["overall"]
+
+    from dataclasses import replace
+    scratch = SanaDiT(replace(model.config, layers=2 * L))
+    scratch_curve, scratch_seconds = train_briefly(scratch, steps, lr, seed, profile, "scratch")
+    grown = grow(model, 2 * L)
+    grown_curve, grown_seconds = train_briefly(grown, steps, lr, seed, profile, "grown")
+    level = float(np.mean([v for _, v in scratch_curve[-10:]]))
+    s_scratch, s_grown = score(scratch), score(grown)
+    growth = {"layers": [L, 2 * L], "steps": steps, "lr": lr, "loss_level": level,
+              "scratch": {"curve": scratch_curve, "seconds": scratch_seconds, "overall": s_scratch["overall"],
+                          "interval": s_scratch["interval"]["overall"]},
+              "grown": {"curve": grown_curve, "seconds": grown_seconds, "overall": s_grown["overall"],
+                        "interval": s_grown["interval"]["overall"], "minutes_to_level": minutes_to_loss(grown_curve, level)},
+              "grown_minus_scratch": paired_difference(s_grown["rows"], s_scratch["rows"])["overall"]}
+
+    calibration = next(iter(ShapesStream(World(), 128, seed=seed + 1)))
+    importance = block_importance(model, calibration["image"], calibration["caption"])
+    depths = []
+    for keep in range(L - 1, L // 2 - 1, -1):
+        summary = score(prune(model, importance, keep))
+        depths.append({"blocks": keep, "overall": summary["overall"], "interval": summary["interval"]["overall"],
+                       "minus_full": against_full(summary)})
+    half = prune(model, importance, L // 2)
+    tune_steps = max(base_steps // 10, 1)
+    _, tune_seconds = train_briefly(half, tune_steps, lr / 10, seed, profile, "pruned")
+    tuned = score(half)
+    pruning = {"importance": importance.tolist(), "kept": sorted(importance.topk(L // 2).indices.tolist()),
+               "depths": depths, "fine_tune_steps": tune_steps, "fine_tune_seconds": tune_seconds,
+               "fine_tuned": {"blocks": L // 2, "overall": tuned["overall"], "interval": tuned["interval"]["overall"],
+                              "minus_full": against_full(tuned)}}
+    return {"base": base, "prompts": len(metas), "n_samples": n_samples, "cfg": cfg, "seed": seed,
+            "full": {"blocks": L, "overall": full["overall"], "interval": full["interval"]["overall"]},
+            "growth": growth, "pruning": pruning}
+
+
+def format_growth(result: dict) -> str:
+    g, p, full = result["growth"], result["pruning"], result["full"]
+    reach = g["grown"]["minutes_to_level"]
+    reach = "not reached" if reach is None else f"{reach:.1f} min ({reach / (g['scratch']['seconds'] / 60):.0%} of its time)"
+    lines = [f"| growth, {g['steps']} steps each | blocks | minutes | final loss | overall [95 % interval] |",
+             "|---|---|---|---|---|",
+             f"| {result['base']} as shipped | {g['layers'][0]} | — | — | {with_interval(full['overall'], full['interval'])} |"]
+    for key, label in (("scratch", "from scratch"), ("grown", f"grown from {result['base']}")):
+        r = g[key]
+        lines.append(f"| {label} | {g['layers'][1]} | {r['seconds'] / 60:.1f} | {np.mean([v for _, v in r['curve'][-10:]]):.3f} | "
+                     f"{with_interval(r['overall'], r['interval'])} |")
+    d = g["grown_minus_scratch"]
+    lines.append(f"\nThe grown model reaches the from-scratch model's final loss ({g['loss_level']:.3f}) in {reach}; "
+                 f"grown − from scratch: {describe_difference(d['difference'], d['interval'])}.")
+    lines += ["", "| pruned by block importance | blocks kept | overall [95 % interval] | − full (paired) |", "|---|---|---|---|"]
+    for r in p["depths"]:
+        lines.append(f"| as pruned | {r['blocks']} | {with_interval(r['overall'], r['interval'])} | "
+                     f"{describe_difference(r['minus_full']['difference'], r['minus_full']['interval'])} |")
+    t = p["fine_tuned"]
+    lines.append(f"| + fine-tune, {p['fine_tune_steps']} steps ({p['fine_tune_seconds'] / 60:.1f} min) | {t['blocks']} | "
+                 f"{with_interval(t['overall'], t['interval'])} | {describe_difference(t['minus_full']['difference'], t['minus_full']['interval'])} |")
+    lines.append(f"\nBlock importance BI_i = 1 − E[cos(X_i, X_i+1)]: {', '.join(f'{v:.3f}' for v in p['importance'])}; half "
+                 f"depth keeps blocks {p['kept']}. {result['prompts']} prompts × {result['n_samples']} samples, 20 Euler "
+                 f"steps, cfg {result['cfg']:g}; growth runs use the base recipe (warm-up 10 %, cosine decay); the fine-tune a tenth of its "
+                 "learning rate. 95 % intervals: bootstrap over prompts; differences paired.")
+    return "\n".join(lines)
+
+
+def _growth_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--base", default="sana", help="the shipped DiT to grow and prune (default: sana)")
+    parser.add_argument("--steps", type=int, default=400, help="training steps of each growth run (default: 400)")
+    prompt_options(parser, every=4, prompts=139, cfg=4.5)
+
+
+def _growth_run(args: argparse.Namespace) -> dict:
+    return bench_growth(args.base, steps=args.steps, every=args.every, n_samples=args.n_samples, cfg=args.cfg,
+                        seed=args.seed)
+
+
+GROWTH = Bench(_growth_arguments, _growth_run, format_growth,
+               "SANA 1.5's training-time scaling on the shipped sana: grown to twice the depth (new blocks the identity) "
+               "against the deep model from scratch, the same steps each; pruned by block importance to each depth, and "
+               "the half-depth model fine-tuned briefly — scores with 95 % intervals, paired against the full model.")

@@ -1,4 +1,5 @@
-"""SANA 1.5's training-time scaling: grow a trained model deeper, or prune the blocks that matter least.
+"""SANA 1.5's scaling: grow a trained model deeper, prune the blocks that matter least, and spend
+compute at inference by choosing among N samples.
 
 *SANA 1.5: Efficient Scaling of Training-Time and Inference-Time Compute* (arXiv 2501.18427).
 
@@ -20,16 +21,30 @@ turns its input matters little,
 X_i the hidden states entering block i and X_{i+1} those leaving it, averaged over tokens, a
 calibration set of captioned images and the noise levels σ. Pruning keeps the blocks of highest BI, in
 their order, and a short fine-tune heals the rest.
+
+**Inference-time scaling** (SANA 1.5 §4): draw N samples per prompt and let a verifier choose — as
+plain **top-1** (score all N, keep the best: N verifier calls) or as SANA 1.5's **single-elimination
+tournament** (pair the entrants, the preferred of each pair goes on, until one is left: N − 1
+comparisons; SANA 1.5's VILA-Judge compares two images at a time). With a verifier that scores each
+image alone, a comparison is "the higher score wins", and the tournament's winner is top-1's — the
+same image after N − 1 comparisons instead of N scores; a judge that only compares pairs is where the
+tournament is needed.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
+from cotlab import geneval
 from cotlab.dit.model import SanaDiT
 from cotlab.flow import interpolate
+from cotlab.metrics import to_uint8
+from cotlab.sampling import samples
+from cotlab.verification.metrics import classification
 
 
 def with_blocks(model: SanaDiT, blocks: list[int | None]) -> SanaDiT:
@@ -104,3 +119,62 @@ def prune(model: SanaDiT, importance: torch.Tensor, keep: int) -> SanaDiT:
     """``model`` with only its ``keep`` blocks of highest importance (L,), in their original order."""
     kept = sorted(importance.topk(keep).indices.tolist())
     return with_blocks(model, kept)
+
+
+# --- inference-time scaling ------------------------------------------------------------------------
+def tournament(scores: torch.Tensor) -> tuple[int, int]:
+    """Single elimination over entrants 0 … n−1 with scores (n,): pair them in order, the higher score
+    of each pair goes on (a tie: the earlier entrant), an odd one out gets a bye. Returns (winner,
+    comparisons), comparisons = n − 1."""
+    entrants, comparisons = list(range(len(scores))), 0
+    while len(entrants) > 1:
+        winners = []
+        for a, b in zip(entrants[::2], entrants[1::2]):
+            winners.append(a if scores[a] >= scores[b] else b)
+            comparisons += 1
+        entrants = winners + entrants[len(entrants) - len(entrants) % 2:]  # the bye goes on
+    return entrants[0], comparisons
+
+
+Scorer = Callable[[torch.Tensor, list[str], torch.Tensor], torch.Tensor]  # as in cotlab.verification.search
+
+
+@torch.no_grad()
+def inference_scaling(generator, scorers: dict[str, Scorer], metas: list[dict], N: int = 64,
+                      ns: tuple[int, ...] = (1, 2, 4, 8, 16, 32, 64), seed: int = 0, **options) -> dict:
+    """N samples per prompt (prompt i's seeds as ``cotlab.sampling.samples`` draws them, so the first
+    n are those of a run with n), each judged exactly and scored by every verifier; then for every n
+    in ``ns`` the N samples cut into N/n groups of n, each group's choice by top-1 and by tournament.
+
+    Returns ``curves``: verifier -> method -> {str(n): GenEval summary of the choices (with intervals),
+    ``calls`` per image, and ``gain_over_one``: the paired difference to each group's first sample,
+    i.e. to drawing one image}; ``quality``: verifier -> precision/recall/AUROC of its score against
+    the exact evaluator over all candidates (with intervals)."""
+    correct, scores, tags = [], {name: [] for name in scorers}, []
+    for index, meta, result in samples(generator, metas, N, seed, **options):
+        correct.append([geneval.judge(x, meta)[0] for x in to_uint8(result.images)])
+        for name, scorer in scorers.items():
+            scores[name].append(scorer(result.images, [meta["prompt"]] * N, torch.ones(N)).float().cpu())
+        tags.append(meta["tag"])
+    correct_np = np.array(correct, bool)  # (P, N)
+
+    def rows(picks: list[list[int]]) -> list[dict]:  # picks[i]: the chosen sample of each group of prompt i
+        return [{"filename": f"{i:05d}/samples/{g:04d}.png", "tag": tags[i], "correct": bool(correct_np[i, j])}
+                for i, chosen in enumerate(picks) for g, j in enumerate(chosen)]
+
+    curves = {}
+    for name in scorers:
+        s = torch.stack(scores[name])  # (P, N)
+        curves[name] = {"top-1": {}, "tournament": {}}
+        for n in ns:
+            groups = [range(g * n, (g + 1) * n) for g in range(N // n)]
+            one = rows([[g.start for g in groups]] * len(tags))  # each group's first sample: no choice
+            top = rows([[g.start + int(s[i, g.start:g.stop].argmax()) for g in groups] for i in range(len(tags))])
+            played = [[tournament(s[i, g.start:g.stop]) for g in groups] for i in range(len(tags))]
+            final = rows([[g.start + w for g, (w, _) in zip(groups, row)] for row in played])
+            for method, chosen, calls in (("top-1", top, n), ("tournament", final, played[0][0][1])):
+                curves[name][method][str(n)] = {**geneval.summarize(chosen), "calls": calls,
+                                           "gain_over_one": geneval.paired_difference(chosen, one)["overall"]}
+    quality = {name: classification(torch.stack(scores[name]).flatten().numpy(), correct_np.flatten(), intervals=True)
+               for name in scorers}
+    return {"N": N, "ns": list(ns), "prompts": len(tags), "curves": curves, "quality": quality}
