@@ -152,7 +152,7 @@ def format_attention(result: dict) -> str:
                  f"{result['head_dim']}, the attention kernel alone (no projections), fastest of {result['repeats']} "
                  f"after a warm-up, on {result['device']} with {result['threads']} threads; peak memory is what one call "
                  "adds: the peak resident memory (CPU: freed blocks returned at once, so a call cannot reuse an earlier "
-                 "one's; allocations below a page or two read 0) or allocated memory (CUDA).")
+                 "one's; a call that allocates about a MiB or less may read 0) or allocated memory (CUDA).")
     return "\n".join(lines)
 
 
