@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import time
-from contextlib import contextmanager
 
 import numpy as np
 import torch
@@ -38,41 +37,40 @@ def _proc_status_kib(field: str) -> int:
         return next(int(line.split()[1]) for line in f if line.startswith(field + ":"))
 
 
-def release_freed_memory() -> None:
-    """Make glibc return every large freed block to the system at once (a fixed mmap threshold of
-    64 KiB), so the resident set measures what a call allocates rather than reusing what an earlier
-    call left in the heap. Without glibc, nothing changes (and peaks may read low)."""
-    import ctypes
-
-    try:
-        ctypes.CDLL("libc.so.6").mallopt(-3, 64 * 1024)  # M_MMAP_THRESHOLD
-    except (OSError, AttributeError):
-        pass
+def _inputs(tokens: int, heads: int, head_dim: int, seed: int, device="cpu") -> list[torch.Tensor]:
+    """Random q, k, v, each (1, heads, tokens, head_dim)."""
+    generator = torch.Generator().manual_seed(seed)
+    return [torch.randn(1, heads, tokens, head_dim, generator=generator).to(device) for _ in range(3)]
 
 
-@contextmanager
-def peak_memory(device: torch.device):
-    """Measures the peak memory added while the block runs, in bytes, into the yielded dict's
-    ``"bytes"``: CUDA's peak allocated memory, or on Linux the peak resident set size (VmHWM, reset
-    by writing 5 to /proc/self/clear_refs) above what was resident before; None elsewhere."""
-    out = {"bytes": None}
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-        torch.cuda.reset_peak_memory_stats(device)
-        before = torch.cuda.memory_allocated(device)
-        yield out
-        torch.cuda.synchronize(device)
-        out["bytes"] = torch.cuda.max_memory_allocated(device) - before
-        return
+def _cpu_peak(kernel: str, tokens: int, heads: int, head_dim: int, seed: int) -> int | None:
+    """The peak resident memory one call of ``kernel`` adds, in bytes: on Linux the peak VmHWM (reset by
+    writing 5 to /proc/self/clear_refs) above the VmRSS before the call; None elsewhere. Run it in a
+    fresh process, where no memory an earlier call left resident can be reused unseen."""
+    with torch.no_grad():
+        KERNELS[kernel](*_inputs(64, heads, head_dim, seed))  # a small warm-up: one-time set-up is not the call's
+    q, k, v = _inputs(tokens, heads, head_dim, seed)
     try:
         with open("/proc/self/clear_refs", "w") as f:
             f.write("5")
         before = _proc_status_kib("VmRSS")
     except OSError:
-        yield out
-        return
-    yield out
-    out["bytes"] = max(_proc_status_kib("VmHWM") - before, 0) * 1024
+        return None
+    with torch.no_grad():
+        KERNELS[kernel](q, k, v)
+    return max(_proc_status_kib("VmHWM") - before, 0) * 1024
+
+
+def _cuda_peak(kernel: str, tokens: int, heads: int, head_dim: int, seed: int, device: torch.device) -> int:
+    """The peak memory one call of ``kernel`` allocates on a CUDA device, in bytes."""
+    q, k, v = _inputs(tokens, heads, head_dim, seed, device)
+    torch.cuda.synchronize(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    before = torch.cuda.memory_allocated(device)
+    with torch.no_grad():
+        KERNELS[kernel](q, k, v)
+    torch.cuda.synchronize(device)
+    return torch.cuda.max_memory_allocated(device) - before
 
 
 # --- attention -----------------------------------------------------------------------------------
@@ -86,27 +84,30 @@ def bench_attention(lengths: tuple[int, ...] = (256, 512, 1024, 2048, 4096, 8192
                     seed: int = 0) -> dict:
     """Time (fastest of ``repeats`` after a warm-up) and peak memory of each attention kernel on
     random q, k, v (1, heads, N, head_dim) for every N in ``lengths`` (softmax up to ``softmax_max``:
-    it is quadratic), on the default device; the log-log slopes over N ≥ 4096 (large N: the tensors no
-    longer fit in the caches, per-call overheads are negligible) and over N ≥ 1024, and the crossover."""
+    it is quadratic), on the default device; the log-log slopes over N ≥ 4096 and over N ≥ 1024, and
+    the crossover."""
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     sync = torch.cuda.synchronize if device.type == "cuda" else None
-    generator = torch.Generator().manual_seed(seed)
     rows = []
-    for n in lengths:  # time first, then (below) memory, so the allocator setting for memory leaves the times alone
-        q, k, v = (torch.randn(1, heads, n, head_dim, generator=generator).to(device) for _ in range(3))
+    for n in lengths:
+        q, k, v = _inputs(n, heads, head_dim, seed, device)
         for name, kernel in KERNELS.items():
             if name == "softmax" and n > softmax_max:
                 continue
             with torch.no_grad():
                 seconds = best_time(lambda: kernel(q, k, v), repeats, sync)
-            rows.append({"kernel": name, "tokens": n, "seconds": seconds, "peak_bytes": None})
-    if device.type == "cpu":
-        release_freed_memory()
-    for row in rows:
-        q, k, v = (torch.randn(1, heads, row["tokens"], head_dim, generator=generator).to(device) for _ in range(3))
-        with torch.no_grad(), peak_memory(device) as memory:
-            KERNELS[row["kernel"]](q, k, v)
-        row["peak_bytes"] = memory["bytes"]
+            rows.append({"kernel": name, "tokens": n, "seconds": seconds})
+    plan = [(r["kernel"], r["tokens"], heads, head_dim, seed) for r in rows]
+    if device.type == "cpu":  # each call in a fresh process (spawned: it imports torch anew, a few seconds each)
+        import multiprocessing
+
+        with multiprocessing.get_context("spawn").Pool(1, maxtasksperchild=1) as pool:
+            peaks = pool.starmap(_cpu_peak, plan)
+    else:
+        peaks = [_cuda_peak(*args, device) for args in plan]
+    for row, peak in zip(rows, peaks):
+        row["peak_bytes"] = peak
+
     def slopes_from(smallest: int) -> dict:
         out = {}
         for name in KERNELS:
@@ -151,8 +152,7 @@ def format_attention(result: dict) -> str:
                  f"{result['speedup_at_largest']:.0f}× faster. One sequence, {result['heads']} heads of "
                  f"{result['head_dim']}, the attention kernel alone (no projections), fastest of {result['repeats']} "
                  f"after a warm-up, on {result['device']} with {result['threads']} threads; peak memory is what one call "
-                 "adds: the peak resident memory (CPU: freed blocks returned at once, so a call cannot reuse an earlier "
-                 "one's; a call that allocates about a MiB or less may read 0) or allocated memory (CUDA).")
+                 "adds: the peak resident memory, each call in a fresh process (CPU), or the peak allocated memory (CUDA).")
     return "\n".join(lines)
 
 

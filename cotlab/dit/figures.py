@@ -81,3 +81,22 @@ def importance_bars(importance: dict[str, np.ndarray], save=None, name: str = "b
     ax.grid(alpha=0.3, axis="y")
     legend_outside(ax)
     return finish(fig, save, name, title)
+
+
+def scaling_curves(result: dict, save=None, name: str = "scaling", title: str | None = None) -> Figure:
+    """GenEval overall of best-of-n (top-1) against n, one line with its 95 % band per verifier,
+    from a ``scaling.inference_scaling`` result (keys of n as strings, as stored)."""
+    fig, ax = plt.subplots(figsize=(6.5, 3.3))
+    for verifier, methods in result["curves"].items():
+        ns = sorted(int(n) for n in methods["top-1"])
+        points = [methods["top-1"][str(n)] for n in ns]
+        lo, hi = np.array([p["interval"]["overall"] for p in points], float).T
+        ax.fill_between(ns, lo, hi, color=color(verifier), alpha=0.15, lw=0)
+        ax.plot(ns, [p["overall"] for p in points], "o-", ms=3, color=color(verifier), label=f"top-1 by {verifier}")
+    ax.set(xscale="log", xlabel="samples per prompt n (verifier calls per image)", ylabel="GenEval overall",
+           ylim=(0, 1.02))
+    ax.set_xticks(ns)
+    ax.set_xticklabels(ns)
+    ax.grid(alpha=0.3)
+    legend_outside(ax)
+    return finish(fig, save, name, title)
