@@ -215,3 +215,22 @@ def test_bench_dit_on_a_saved_checkpoint(tmp_path):
     assert result["training"][str(folder)]["images_per_s"] == pytest.approx(3 * 16 / 6.0)
     assert result["heldout"][0]["prompts"] == len(range(0, 124, 200))
     assert "held-out bindings" in format_dit(result)
+
+
+def test_bench_growth_and_scaling_run_on_a_saved_checkpoint(tmp_path):
+    """The code that writes the growth and scaling tables, end to end on a tiny model."""
+    import json
+
+    from cotlab.dit.bench import bench_growth, bench_scaling, format_growth, format_scaling
+    from cotlab.harness import save_checkpoint
+
+    folder = str(save_checkpoint(dit(layers=2), tmp_path / "tiny", name="tiny", profile="smoke", command="test",
+                                 train_seconds=5.0, steps=20, metrics={}))
+    growth = bench_growth(folder, steps=2, every=300, n_samples=1, profile="smoke")
+    assert growth["growth"]["layers"] == [2, 4] and len(growth["pruning"]["depths"]) == 1
+    assert growth["pruning"]["fine_tune_steps"] == 2 and "grown model" in format_growth(growth)
+    scaling = json.loads(json.dumps(bench_scaling(folder, every=300, N=2)))  # as stored
+    assert set(scaling["curves"]) == {"clip", "orm", "oracle"} and scaling["ns"] == [1, 2]
+    oracle_auroc = scaling["quality"]["oracle"]["auroc"]
+    assert oracle_auroc == 1.0 or oracle_auroc != oracle_auroc  # the evaluator ranks itself perfectly (nan: one class)
+    assert "tournament" in format_scaling(scaling)

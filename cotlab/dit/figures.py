@@ -33,8 +33,8 @@ def flow_steps(steps: list[dict], captions: list[str], show: list[int], save=Non
                title: str | None = None) -> Figure:
     """For each caption (rows, in pairs), the latent held after each step in ``show`` (1-based; decoded
     as it is) above the clean image predicted there; ``steps`` as ``sample(keep_steps=True)`` records them."""
-    fig, axes = plt.subplots(2 * len(captions), len(show), figsize=(1.3 * len(show) + 0.6, 2.7 * len(captions)),
-                             squeeze=False)
+    fig, axes = plt.subplots(2 * len(captions), len(show), figsize=(1.3 * len(show) + 0.6, 2.9 * len(captions)),
+                             squeeze=False, layout="constrained")
     for i, caption in enumerate(captions):
         for j, k in enumerate(show):
             record = steps[k - 1]
@@ -42,12 +42,13 @@ def flow_steps(steps: list[dict], captions: list[str], show: list[int], save=Non
                 ax = axes[2 * i + r, j]
                 ax.imshow(to_uint8(record[key][i:i + 1])[0], interpolation="nearest")
                 ax.set(xticks=[], yticks=[])
-                if r == 0:
+                if r == 0 and j > 0:  # the first column's title also names the caption (below)
                     ax.set_title(f"step {k}, σ = {float(record['sigma'][i]):.2f}", fontsize=8)
             if j == 0:
                 axes[2 * i, 0].set_ylabel("held", fontsize=8)
                 axes[2 * i + 1, 0].set_ylabel("x̂₀", fontsize=8)
-        axes[2 * i, 0].annotate(f"“{caption}”", (0, 1.35), xycoords="axes fraction", fontsize=9)
+        axes[2 * i, 0].set_title(f"“{caption}”\nstep {show[0]}, σ = {float(steps[show[0] - 1]['sigma'][i]):.2f}",
+                                 fontsize=8, loc="left")
     return finish(fig, save, name, title)
 
 
