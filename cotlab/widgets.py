@@ -244,3 +244,56 @@ def shown_once(fig: Figure, title: str | None = None) -> Figure:
     once, where it is displayed, not again inline."""
     plt.close(fig)
     return finish(fig, None, "", title)
+
+
+class StepViewer:
+    """What the step-by-step viewers share (notebook 02's decoding, notebook 04's flow): pick a prompt,
+    a seed and a step of one sampling and see a figure. A subclass says how it samples one caption
+    (``run(caption, seed)`` -> ``Samples`` with every step) and what it draws (``draw(result, meta,
+    seed, step)``); samplings are cached per (prompt, seed), so sliding over steps costs nothing.
+    ``widget()`` puts a prompt dropdown, a seed box and a step slider above the figure (kept as
+    ``picker``, ``seed_box``, ``slider`` and ``output``)."""
+
+    def __init__(self, metas: list[dict], steps: int):
+        if not metas:
+            raise CotlabError(f"{type(self).__name__} needs prompts: pass GenEval metadata, e.g. benchmark_prompts()[:20]")
+        self.metas, self.steps = list(metas), steps
+        self.prompt, self.seed, self.step = 0, 0, steps
+        self._sampled: dict[tuple[int, int], object] = {}
+
+    def run(self, caption: str, seed: int):
+        """The ``Samples`` (with every step) of one caption."""
+        raise NotImplementedError
+
+    def draw(self, result, meta: dict, seed: int, step: int) -> Figure:
+        """The figure of one sampling at ``step``."""
+        raise NotImplementedError
+
+    def sample(self, prompt: int, seed: int):
+        """The cached ``Samples`` of prompt number ``prompt`` and ``seed``."""
+        if not 0 <= prompt < len(self.metas):
+            raise CotlabError(f"prompt {prompt} is out of range: choose 0 … {len(self.metas) - 1}")
+        if (prompt, seed) not in self._sampled:
+            self._sampled[prompt, seed] = self.run(self.metas[prompt]["prompt"], seed)
+        return self._sampled[prompt, seed]
+
+    def render(self, prompt: int | None = None, seed: int | None = None, step: int | None = None) -> Figure:
+        """The figure for ``prompt``, ``seed`` and ``step`` (1 … steps; default: the current ones), closed
+        to pyplot (no duplicate inline display); save or display it."""
+        prompt = self.prompt if prompt is None else prompt
+        seed = self.seed if seed is None else seed
+        step = self.step if step is None else step
+        if not 1 <= step <= self.steps:
+            raise CotlabError(f"step {step} is out of range: choose 1 … {self.steps}")
+        return self.draw(self.sample(prompt, seed), self.metas[prompt], seed, step)
+
+    def widget(self):
+        """The controls above the figure, redrawn on every change."""
+        import ipywidgets as W
+
+        self.picker = prompt_picker(self.metas, self.prompt)
+        self.seed_box = W.BoundedIntText(value=self.seed, min=0, max=10**6, description="seed")
+        self.slider = W.IntSlider(value=self.step, min=1, max=self.steps, description="step")
+        box, self.output = controls_over_figure(self, {"prompt": self.picker, "seed": self.seed_box,
+                                                       "step": self.slider})
+        return box

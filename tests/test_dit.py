@@ -234,3 +234,22 @@ def test_bench_growth_and_scaling_run_on_a_saved_checkpoint(tmp_path):
     oracle_auroc = scaling["quality"]["oracle"]["auroc"]
     assert oracle_auroc == 1.0 or oracle_auroc != oracle_auroc  # the evaluator ranks itself perfectly (nan: one class)
     assert "tournament" in format_scaling(scaling)
+
+
+def test_the_flow_viewer_shows_a_step_and_answers_its_controls():
+    from cotlab.dit.viewer import FlowViewer
+    from cotlab.errors import CotlabError
+    from cotlab.geneval import benchmark_prompts
+
+    viewer = FlowViewer(dit(), benchmark_prompts()[:3], steps=3)
+    figure = viewer.render(prompt=1, seed=0, step=2)
+    assert len(figure.axes) == 3 and "σ =" in figure.axes[0].get_title()
+    assert len(viewer._sampled) == 1 and viewer.render(prompt=1, seed=0, step=3) and len(viewer._sampled) == 1  # cached
+    viewer.widget()
+    viewer.slider.value = 1
+    viewer.picker.value = 2
+    assert (viewer.prompt, viewer.step) == (2, 1)
+    with pytest.raises(CotlabError, match="step 4 is out of range"):
+        viewer.render(step=4)
+    with pytest.raises(CotlabError, match="needs prompts"):
+        FlowViewer(dit(), [])

@@ -185,7 +185,7 @@ def test_decoding_figure_and_viewer_show_every_step():
     metas = benchmark_prompts()[:3]
     viewer = DecodingViewer(m, metas, steps=4)
     fig = viewer.render(prompt=1, seed=2, step=2)
-    committed = int((mask_states(viewer.decode(1, 2).steps)[1] > 0).sum())
+    committed = int((mask_states(viewer.sample(1, 2).steps)[1] > 0).sum())
     assert len(fig.axes[0].texts) == committed and len(fig.axes[1].texts) == 16
     assert fig.axes[2].get_title().startswith("intermediate image, step 2")
     assert [t.get_text() for t in fig.axes[0].texts] == [t.get_text() for t in viewer.render(1, 2, 2).axes[0].texts]

@@ -15,47 +15,31 @@ from cotlab.masked_ar.figures import MASK_COLORS, MASK_STATES, mask_states
 from cotlab.metrics import to_uint8
 from cotlab.sampling import sample
 from cotlab.shapes import World
-from cotlab.widgets import controls_over_figure, prompt_picker, shown_once
+from cotlab.widgets import StepViewer, shown_once
 
 
-class DecodingViewer:
+class DecodingViewer(StepViewer):
     """Pick a prompt, a seed and a decoding step of a MaskGIT generator and see the token grid after
     that step (masked, committed earlier, committed at this step, with the codebook index of every
     committed token), the tokens sampled at that step, the intermediate image they decode to, and
     the final image — each image judged against the prompt.
 
-    ``model`` is a masked ``MaskedAR``; ``metas`` the prompts to choose from (GenEval metadata).
-    Decodings are cached per (prompt, seed), so sliding over steps costs nothing.
+    ``model`` is a masked ``MaskedAR``; ``metas`` the prompts to choose from (GenEval metadata); the
+    controls and the cache are ``StepViewer``'s.
     """
 
     def __init__(self, model, metas: list[dict], steps: int = 8, cfg: float = 3.0, world: World = World()):
         if model.config.order != "masked":
             raise CotlabError("DecodingViewer shows MaskGIT decoding: pass a masked generator, e.g. "
                               "load_checkpoint('maskgit')")
-        if not metas:
-            raise CotlabError("DecodingViewer needs prompts: pass GenEval metadata, e.g. benchmark_prompts()[:20]")
-        self.model, self.metas, self.steps, self.cfg, self.world = model, list(metas), steps, cfg, world
-        self.prompt, self.seed, self.step = 0, 0, steps
-        self._decoded: dict[tuple[int, int], object] = {}
+        super().__init__(metas, steps)
+        self.model, self.cfg, self.world = model, cfg, world
 
-    def decode(self, prompt: int, seed: int):
-        """The ``Samples`` (with every step) of prompt number ``prompt`` and ``seed``."""
-        if not 0 <= prompt < len(self.metas):
-            raise CotlabError(f"prompt {prompt} is out of range: choose 0 … {len(self.metas) - 1}")
-        if (prompt, seed) not in self._decoded:
-            self._decoded[prompt, seed] = sample(self.model, [self.metas[prompt]["prompt"]], seed, keep_steps=True,
-                                                 steps=self.steps, cfg=self.cfg)
-        return self._decoded[prompt, seed]
+    def run(self, caption: str, seed: int):
+        return sample(self.model, [caption], seed, keep_steps=True, steps=self.steps, cfg=self.cfg)
 
-    def render(self, prompt: int | None = None, seed: int | None = None, step: int | None = None) -> Figure:
-        """The four panels for ``prompt``, ``seed`` and ``step`` (1 … steps; default: the current ones).
-        The figure is closed to pyplot (no duplicate inline display); save or display it."""
-        prompt = self.prompt if prompt is None else prompt
-        seed = self.seed if seed is None else seed
-        step = self.step if step is None else step
-        if not 1 <= step <= self.steps:
-            raise CotlabError(f"step {step} is out of range: choose 1 … {self.steps}")
-        result, meta = self.decode(prompt, seed), self.metas[prompt]
+    def draw(self, result, meta: dict, seed: int, step: int) -> Figure:
+        """The four panels at ``step``."""
         state = mask_states(result.steps)[step - 1]  # (N,)
         sampled = result.steps[step - 1]["sampled"][0].numpy()  # (N,)
         g = int(round(len(state) ** 0.5))
@@ -84,16 +68,3 @@ class DecodingViewer:
                 ax.set_xlabel(textwrap.fill(reason, 40), fontsize=7)
         return shown_once(fig, f"“{meta['prompt']}” — seed {seed}, {self.steps} steps, CFG {self.cfg:g}; "
                                f"{int((state > 0).sum())} of {len(state)} tokens committed")
-
-    def widget(self):
-        """A prompt dropdown, a seed box and a step slider above the figure, redrawn on every change.
-        The controls are kept as ``picker``, ``seed_box``, ``slider`` and ``output``."""
-        import ipywidgets as W
-
-        self.picker = prompt_picker(self.metas, self.prompt)
-        self.seed_box = W.BoundedIntText(value=self.seed, min=0, max=10**6, description="seed")
-        self.slider = W.IntSlider(value=self.step, min=1, max=self.steps, description="step")
-
-        box, self.output = controls_over_figure(self, {"prompt": self.picker, "seed": self.seed_box,
-                                                       "step": self.slider})
-        return box
