@@ -109,3 +109,31 @@ def trigflow_velocity(v: torch.Tensor, x_sigma: torch.Tensor, theta: torch.Tenso
     F = (cos θ − sin θ)·x_σ + v / (sin θ + cos θ)."""
     s, c = _per_sample(theta.sin(), v), _per_sample(theta.cos(), v)
     return (c - s) * x_sigma + v / (s + c)
+
+
+def trigflow(velocity: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], x_theta: torch.Tensor,
+             theta: torch.Tensor) -> torch.Tensor:
+    """SANA-Sprint's training-free transform (Prop. 3.1): the TrigFlow velocity F(x_θ, θ) (B, …) of a
+    flow model ``velocity(x_σ, σ)``, at x_θ (B, …) and θ (B,). No retraining: the flow model is asked at
+    the point of its own path that x_θ corresponds to, and its answer is mapped."""
+    x_sigma, sigma = trigflow_to_flow(x_theta, theta)
+    return trigflow_velocity(velocity(x_sigma, sigma), x_sigma, theta)
+
+
+def trigflow_euler_sample(F: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], noise: torch.Tensor,
+                          steps: int) -> torch.Tensor:
+    """x_0 (B, …): integrate dx_θ/dθ = F(x_θ, θ) from x = noise at θ = π/2 to θ = 0 in ``steps`` Euler
+    steps on the uniform grid θ_k = (π/2)(1 − k/steps). ``F`` takes x (B, …) and θ (B,)."""
+    thetas = torch.linspace(torch.pi / 2, 0.0, steps + 1, dtype=noise.dtype, device=noise.device)
+    x = noise
+    for theta, next_theta in zip(thetas[:-1], thetas[1:]):
+        x = x + (next_theta - theta) * F(x, theta.expand(len(x)))
+    return x
+
+
+def trigflow_thetas(n: int, mean: float, std: float, sigma_data: float = 0.5,
+                    generator: torch.Generator | None = None, device=None) -> torch.Tensor:
+    """n TrigFlow training times (n,) in (0, π/2): θ = arctan(e^τ/σ_d) with τ ~ N(mean, std²), the
+    log-normal noise level e^τ of EDM seen as an angle (sCM, SANA-Sprint: mean 0.2, std 1.6)."""
+    tau = mean + std * torch.randn(n, generator=generator, device=device)
+    return torch.atan(tau.exp() / sigma_data)

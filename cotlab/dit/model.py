@@ -42,6 +42,8 @@ class SanaConfig(ProfileConfig):
     layers: int = 6
     cross_heads: int = 6  # cross-attention heads of D / cross_heads each
     mlp_ratio: float = 2.5  # Mix-FFN's hidden width h = 2.5·D
+    qk_norm: bool = False  # RMSNorm on queries and keys (SANA-Sprint's teacher and student)
+    time_scale: float = 1000.0  # σ is embedded as time_scale·σ: 1000 (diffusers' timesteps) or 1 (SANA-Sprint's dense time)
     p_uncond: float = 0.1  # caption dropout, for classifier-free guidance
     train_shift: float = 3.0  # σ' = shift·σ / (1 + (shift − 1)·σ) on the training times (SANA: 3)
     sample_shift: float = 3.0  # the same on the sampling grid
@@ -83,7 +85,13 @@ class SanaDiT(Model):
             num_attention_heads=c.width // c.HEAD_DIM, attention_head_dim=c.HEAD_DIM,
             num_cross_attention_heads=c.cross_heads, cross_attention_head_dim=c.width // c.cross_heads,
             cross_attention_dim=c.width, caption_channels=text["width"], mlp_ratio=c.mlp_ratio,
-            interpolation_scale=None)  # None: no positional embedding (NoPE)
+            qk_norm="rms_norm_across_heads" if c.qk_norm else None,
+            interpolation_scale=None,  # None: no positional embedding (NoPE)
+            **self.transformer_options())
+
+    def transformer_options(self) -> dict:
+        """More arguments of the ``SanaTransformer2DModel`` (a subclass's: e.g. a guidance embedding)."""
+        return {}
 
     @property
     def latent_shape(self) -> tuple[int, int, int]:
@@ -113,8 +121,9 @@ class SanaDiT(Model):
     def forward(self, x: torch.Tensor, sigma: torch.Tensor, text: torch.Tensor, text_mask: torch.Tensor
                 ) -> torch.Tensor:
         """The velocity v_θ(x_σ, σ, c) (B, C, h, w) at noisy latents x (B, C, h, w), times σ (B,) in [0, 1]
-        (fed as 1000·σ, diffusers' timesteps) and text states (B, T, D_text) with mask (B, T)."""
-        return self.transformer(x, encoder_hidden_states=text, timestep=1000 * sigma,
+        (fed as ``time_scale``·σ: diffusers' timesteps 1000·σ, or dense σ) and text states (B, T, D_text)
+        with mask (B, T)."""
+        return self.transformer(x, encoder_hidden_states=text, timestep=self.config.time_scale * sigma,
                                 encoder_attention_mask=text_mask, return_dict=False)[0]
 
     def prefix(self, captions: list[str], cfg: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
