@@ -60,6 +60,8 @@ BENCHES = {  # name -> ("module:attribute" of its Bench, one line of help)
                 "inference-time scaling of the DiT: best-of-N by CLIP, ORM and the oracle, top-1 and tournament"),
     "growth": ("cotlab.dit.bench:GROWTH",
                "SANA 1.5's depth growth against training from scratch, and block-importance pruning with a short fine-tune"),
+    "sampling": ("cotlab.sprint.bench:SAMPLING",
+                 "SANA-Sprint: the teacher at 2-32 steps against the students at 1, 2, 4: score, latency, the ablation"),
     "verification": ("cotlab.verification.bench:BENCH",
                      "ORM, PRM, PARM, PARM++ and the oracle: GenEval, cost, scaling, verifier quality"),
     "capstone": ("cotlab.preference.bench:BENCH",

@@ -87,12 +87,17 @@ class SprintConfig(SanaConfig):
     batch_size: int = 64
     lr: float = 1e-4
     warmup_steps: int = 50
-    max_steps: int = 1000
-    max_minutes: float | None = 25.0
+    max_steps: int = 800  # the same for the three students of the ablation
+    max_minutes: float | None = 30.0  # a cap; the hybrid's 800 steps take about 22 minutes on two cores
     PROFILES: ClassVar[dict[str, dict]] = {
         "smoke": dict(batch_size=8, warmup_steps=1, tangent_warmup=2, max_steps=3, max_minutes=1.0),
         "gpu": dict(batch_size=256, max_steps=10_000, max_minutes=120.0),
     }
+
+    def __post_init__(self):
+        super().__post_init__()
+        if any(not 0 <= b < self.layers for b in self.disc_blocks):
+            raise ValueError(f"disc_blocks {tuple(self.disc_blocks)} must name blocks of the {self.layers}-block teacher")
 
     @classmethod
     def for_teacher(cls, profile: str, **overrides) -> SprintConfig:
@@ -162,26 +167,22 @@ class SprintStudent(SanaDiT):
 
     # --- training ------------------------------------------------------------------------------
     def consistency_loss(self, x_t: torch.Tensor, theta: torch.Tensor, text: torch.Tensor, text_mask: torch.Tensor,
-                         cfg: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """L_sCM (module docstring) at x_θ (B, C, h, w) (σ_d scale), θ (B,); text as for ``teacher_velocity``.
-        Also returns F_θ (B, C, h, w), which carries the gradient."""
+                         cfg: torch.Tensor) -> torch.Tensor:
+        """L_sCM (module docstring) at x_θ (B, C, h, w) (σ_d scale), θ (B,); text as for ``teacher_velocity``."""
         c, sd = self.config, self.config.sigma_data
         B = len(x_t)
-        cos, sin = theta.cos()[:, None, None, None], theta.sin()[:, None, None, None]
         own_text, own_mask = text[:B], text_mask[:B]
         with torch.no_grad():
             dxdt = sd * self.teacher_velocity(x_t / sd, theta, text, text_mask, cfg)  # dx_θ/dθ on the teacher's ODE
-            F_minus, dF = torch.func.jvp(  # F⁻ and cos θ sin θ·dF⁻/dθ along that ODE, one forward-mode pass
-                lambda x, t: self.trigflow(x, t, own_text, own_mask, cfg),
-                (x_t / sd, theta), (cos * sin * dxdt / sd, (theta.cos() * theta.sin())))
             r = min(1.0, self.global_step / max(c.tangent_warmup, 1))
-            g = -cos ** 2 * (sd * F_minus - dxdt) - r * (cos * sin * x_t + sd * dF)  # (B, C, h, w)
-            g = g / (g.flatten(1).norm(dim=1)[:, None, None, None] + 0.1)
+            F_minus, g = consistency_tangent(lambda x, t: self.trigflow(x, t, own_text, own_mask, cfg),
+                                             x_t, theta, dxdt, sd, r)
+            g = g / (g.flatten(1).norm(dim=1)[:, None, None, None] + 0.1)  # normalised per sample
         F = self.trigflow(x_t / sd, theta, own_text, own_mask, cfg)
         weight = 1 / (sd * theta.tan())  # (B,)
         u = self.log_variance(timestep_embedding(theta.sin() / (theta.sin() + theta.cos()), 256))[:, 0]  # (B,)
         per_sample = ((F - F_minus - g) ** 2).flatten(1).mean(dim=1)  # (B,)
-        return (weight / u.exp() * per_sample + u).mean(), F
+        return (weight / u.exp() * per_sample + u).mean()
 
     def judge(self, x_0: torch.Tensor, text: torch.Tensor, text_mask: torch.Tensor) -> torch.Tensor:
         """Discriminator logits (B, heads·N) of clean latents x_0 (B, C, h, w) (σ_d scale), re-noised to
@@ -206,7 +207,7 @@ class SprintStudent(SanaDiT):
         logs, loss = {}, 0.0
 
         if c.scm_weight:
-            logs["scm"], _ = self.consistency_loss(mix(theta), theta, text, text_mask, cfg)
+            logs["scm"] = self.consistency_loss(mix(theta), theta, text, text_mask, cfg)
             loss = loss + c.scm_weight * logs["scm"]
         if c.adv_weight:
             theta_g = torch.where(torch.rand(B, device=self.device) < c.max_time_prob,
@@ -247,6 +248,24 @@ class SprintStudent(SanaDiT):
             return {"optimizer": opt_g, "lr_scheduler": schedule}
         opt_d = torch.optim.AdamW(self.discriminator.parameters(), lr=c.disc_lr, betas=self.BETAS)
         return [opt_g, opt_d], [schedule]
+
+
+@torch.no_grad()
+def consistency_tangent(F, x_t: torch.Tensor, theta: torch.Tensor, dxdt: torch.Tensor, sigma_data: float,
+                        r: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """F⁻ = F(x_θ/σ_d, θ) (B, C, h, w) and sCM's tangent (B, C, h, w), not yet normalised,
+
+        g = −cos²θ·(σ_d·F⁻ − dx/dθ) − r·cos θ·sin θ·(x_θ + σ_d·dF⁻/dθ)   (= cos θ·df/dθ at r = 1),
+
+    for a TrigFlow network ``F(x, θ)`` at x_θ (B, C, h, w) (σ_d scale), θ (B,), and the teacher's
+    dx_θ/dθ (B, C, h, w). f = cos θ·x_θ − sin θ·σ_d·F is the consistency function, so g = 0 exactly when
+    f stays constant along the teacher's trajectories. dF⁻/dθ is the total derivative along them,
+    ∂F/∂x·(dx/dθ)/σ_d + ∂F/∂θ: one ``torch.func.jvp``, fed SANA-Sprint's tangent (cos θ sin θ·dx/dθ/σ_d,
+    cos θ sin θ) so that it returns cos θ sin θ·dF⁻/dθ directly."""
+    cs = theta.cos() * theta.sin()  # (B,)
+    cos, cs4 = theta.cos()[:, None, None, None], cs[:, None, None, None]
+    F_minus, cs_dF = torch.func.jvp(F, (x_t / sigma_data, theta), (cs4 * dxdt / sigma_data, cs))
+    return F_minus, -cos ** 2 * (sigma_data * F_minus - dxdt) - r * (cs4 * x_t + sigma_data * cs_dF)
 
 
 def start_from_teacher(student: SprintStudent) -> SprintStudent:

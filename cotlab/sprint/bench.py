@@ -1,0 +1,105 @@
+"""The benchmark of notebook 05: ``cotlab bench sampling``.
+
+The teacher (``sprint_teacher``, flow Euler with CFG) at 2 … 32 steps and the students at 1, 2 and 4
+steps, on the same stratified benchmark prompts and sample seeds: GenEval with 95 % intervals, forward
+passes per image, and the latency of one whole generation (text encoding, every step, decoding) at
+batch 1 and at batch 64 — side by side in one run. Then the paired differences that answer the
+chapter's questions: each student step count against the 20-step teacher, and the ablation (the
+hybrid against sCM alone and LADD alone, at each step count).
+"""
+from __future__ import annotations
+
+import argparse
+
+import torch
+
+from cotlab.bench import Bench, best_time, load_shipped, only_option, parse_names, prompt_options
+from cotlab.geneval import paired_difference, stratified_prompts
+from cotlab.sampling import evaluate_generator, sample
+from cotlab.shapes import TAGS
+from cotlab.stats import describe_difference, with_interval
+
+TEACHER, STUDENTS = "sprint_teacher", ("sprint", "sprint_scm", "sprint_ladd")
+TEACHER_STEPS, STUDENT_STEPS = (2, 4, 8, 16, 20, 32), (1, 2, 4)
+REFERENCE = 20  # the teacher's default steps: what a student is measured against
+
+
+def latency(model, steps: int, batch: int, cfg: float, repeats: int = 3) -> float:
+    """Seconds of one generation of ``batch`` images (text encoding, ``steps`` steps, decoding): the
+    fastest of ``repeats`` after a warm-up, on the model's device."""
+    captions = ["two red circles to the left of a blue square"] * batch
+    sync = torch.cuda.synchronize if model.device.type == "cuda" else None
+    return best_time(lambda: sample(model, captions, seed=list(range(batch)), steps=steps, cfg=cfg), repeats, sync)
+
+
+def bench_sampling(names: list[str] | None = None, every: int = 2, n_samples: int = 4, cfg: float = 4.5,
+                   seed: int = 0, batches: tuple[int, ...] = (1, 64)) -> dict:
+    """Every (model, steps) of the module docstring: score, passes, latency; the paired differences."""
+    models = load_shipped(names, (TEACHER, *STUDENTS), "teacher or student")
+    metas = stratified_prompts(every)
+    rows, judged = [], {}
+    for name, model in models.items():
+        for steps in TEACHER_STEPS if name == TEACHER else STUDENT_STEPS:
+            summary = evaluate_generator(model, metas, n_samples, seed, progress=False, steps=steps, cfg=cfg)
+            judged[name, steps] = summary["rows"]
+            rows.append({"generator": name, "steps": steps, "overall": summary["overall"], "tags": summary["tags"],
+                         "interval": summary["interval"]["overall"], "forward_passes": summary["forward_passes"],
+                         "latency_s": {str(b): latency(model, steps, b, cfg) for b in batches}})
+    differences = []
+
+    def compare(a, b):
+        if a in judged and b in judged:
+            d = paired_difference(judged[a], judged[b])["overall"]
+            differences.append({"a": f"{a[0]}, {a[1]} steps", "b": f"{b[0]}, {b[1]} steps", **d})
+
+    for steps in STUDENT_STEPS:
+        compare(("sprint", steps), (TEACHER, REFERENCE))
+    for other in STUDENTS[1:]:
+        for steps in STUDENT_STEPS:
+            compare(("sprint", steps), (other, steps))
+    reference = next((r for r in rows if r["generator"] == TEACHER and r["steps"] == REFERENCE), None)
+    for r in rows:  # how many times faster than the 20-step teacher
+        r["speedup"] = {b: reference["latency_s"][b] / s for b, s in r["latency_s"].items()} if reference else None
+    return {"prompts": len(metas), "n_samples": n_samples, "cfg": cfg, "seed": seed, "device": str(next(iter(models.values())).device),
+            "threads": torch.get_num_threads(), "rows": rows, "differences": differences}
+
+
+def format_sampling(result: dict) -> str:
+    batches = list(result["rows"][0]["latency_s"])
+    lines = ["| generator | steps | overall [95 % interval] | " + " | ".join(TAGS) + " | forward passes / image | "
+             + " | ".join(f"latency, batch {b} (ms)" for b in batches) + " | speed-up over 20-step teacher |",
+             "|---|---|---|" + "---|" * len(TAGS) + "---|" + "---|" * len(batches) + "---|"]
+    for r in result["rows"]:
+        speedup = " / ".join(f"{r['speedup'][b]:.1f}×" for b in batches) if r["speedup"] else "n/a"
+        lines.append(f"| {r['generator']} | {r['steps']} | {with_interval(r['overall'], r['interval'])} | "
+                     + " | ".join(f"{r['tags'].get(t, float('nan')):.2f}" for t in TAGS)
+                     + f" | {r['forward_passes']} | " + " | ".join(f"{1000 * r['latency_s'][b]:.1f}" for b in batches)
+                     + f" | {speedup} |")
+    if result["differences"]:
+        lines += ["", "| paired comparison (same prompts and seeds) | overall, difference |", "|---|---|"]
+        lines += [f"| {d['a']} − {d['b']} | {describe_difference(d['difference'], d['interval'])} |"
+                  for d in result["differences"]]
+    lines.append(f"\n{result['prompts']} benchmark prompts (every tag) × {result['n_samples']} samples, seed "
+                 f"{result['seed']}; the teacher with flow Euler and CFG {result['cfg']:g} (two forward passes per step), "
+                 f"the students with the guidance distilled (one). Latency: one whole generation (text, steps, decoding), "
+                 f"fastest of 3, on {result['device']} with {result['threads']} threads; speed-up at batch "
+                 + " / ".join(batches) + ". 95 % intervals: bootstrap over prompts, samples resampled within; "
+                 "differences paired.")
+    return "\n".join(lines)
+
+
+def _arguments(parser: argparse.ArgumentParser) -> None:
+    only_option(parser, "teacher and students")
+    prompt_options(parser, every=2, prompts=277, cfg=4.5)
+
+
+def _run(args: argparse.Namespace) -> dict:
+    return bench_sampling(parse_names(args.only), every=args.every, n_samples=args.n_samples, cfg=args.cfg,
+                          seed=args.seed)
+
+
+SAMPLING = Bench(_arguments, _run, format_sampling,
+                 "SANA-Sprint: the teacher (sprint_teacher) at 2-32 flow-Euler steps and the students (sprint, sprint_scm, "
+                 "sprint_ladd) at 1, 2 and 4 steps on the same stratified benchmark prompts: GenEval with 95 % intervals, "
+                 "forward passes, latency at batch 1 and 64, the speed-up over the 20-step teacher, and the paired "
+                 "differences (each student step count against the 20-step teacher; the hybrid against each ablation).")

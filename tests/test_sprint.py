@@ -1,0 +1,253 @@
+"""SANA-Sprint (notebook 05): the TrigFlow transform, the consistency tangent and its JVP, the explicit
+cross-attention, the discriminator and the consistency sampler — each on a case with a known answer.
+
+The point-mass 'teacher' (one data point x_0) has exact answers: its TrigFlow trajectories are
+x_θ = cos θ·x_0 + sin θ·ε, so dx_θ/dθ = (cos θ·x_θ − x_0)/sin θ, and its exact consistency function
+f(x_θ, θ) = x_0, i.e. σ_d·F*(x_θ/σ_d, θ) = (cos θ·x_θ − x_0)/sin θ."""
+import math
+from types import SimpleNamespace
+
+import pytest
+import torch
+from diffusers.models.transformers.sana_transformer import SanaAttnProcessor2_0
+
+from cotlab.dit.model import SanaConfig, SanaDiT
+from cotlab.flow import euler_sample, trigflow, trigflow_euler_sample, trigflow_thetas
+from cotlab.harness import save_checkpoint
+from cotlab.sampling import sample
+from cotlab.sprint.decoding import SprintPaths, sampling_times
+from cotlab.sprint.discriminator import Discriminator, LocalBatchNorm
+from cotlab.sprint.model import ExplicitCrossAttention, SprintConfig, SprintStudent, consistency_tangent, start_from_teacher
+
+SD = 0.5
+
+
+def teacher(**overrides) -> SanaDiT:
+    torch.manual_seed(0)
+    return SanaDiT(SanaConfig.for_profile("smoke", **{"qk_norm": True, "time_scale": 1.0, "layers": 2, **overrides})).eval()
+
+
+@pytest.fixture(scope="module")
+def teacher_folder(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("teacher")
+    save_checkpoint(teacher(), folder, name="sprint_teacher", profile="smoke", command="test", train_seconds=0,
+                    steps=0, metrics={})
+    return folder
+
+
+@pytest.fixture(scope="module")
+def student(teacher_folder):
+    torch.manual_seed(1)
+    config = SprintConfig.for_teacher("smoke", teacher=str(teacher_folder), disc_blocks=(0, 1))
+    return start_from_teacher(SprintStudent(config)).eval()
+
+
+def text_for(model, n):
+    return model.encode_text(["a red circle", "two blue squares", "a green triangle above a red circle", ""][:n])
+
+
+# --- TrigFlow --------------------------------------------------------------------------------------
+def test_trigflow_of_the_exact_flow_velocity_is_the_exact_trigflow_velocity():
+    x_0, eps = torch.randn(3, 2, 4, 4), torch.randn(3, 2, 4, 4)
+    theta = torch.tensor([0.2, 0.8, 1.4])
+    c, s = theta.cos()[:, None, None, None], theta.sin()[:, None, None, None]
+    x_theta = c * x_0 + s * eps
+    flow_velocity = lambda x, sigma: (x - x_0) / sigma[:, None, None, None]  # the flow path through x_0
+    assert torch.allclose(trigflow(flow_velocity, x_theta, theta), -s * x_0 + c * eps, atol=1e-5)
+
+
+def test_the_transformed_teacher_follows_the_same_ode():
+    """Flow Euler from σ = 1 and TrigFlow Euler from θ = π/2, from the same noise: both converge to
+    the one probability-flow ODE's solution, so with many steps they agree."""
+    model = teacher(time_scale=1000.0)
+    text, mask = text_for(model, 2)
+    noise = torch.randn(2, 32, 4, 4, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        v = lambda x, sigma: model(x, sigma, text, mask)
+        flow = euler_sample(v, noise, steps=400)
+        trig = trigflow_euler_sample(lambda x, theta: trigflow(v, x, theta), noise, steps=400)
+        coarse = trigflow_euler_sample(lambda x, theta: trigflow(v, x, theta), noise, steps=4)
+    gap = (flow - trig).abs().max().item()
+    assert gap < 0.02 * flow.abs().max().item()
+    assert gap < 0.2 * (coarse - flow).abs().max().item()  # the agreement is the ODE's, not a loose tolerance
+
+
+def test_trigflow_times_are_log_normal_noise_levels():
+    theta = trigflow_thetas(20_000, 0.2, 1.6, SD, generator=torch.Generator().manual_seed(0))
+    tau = torch.log(SD * theta.tan())
+    assert abs(tau.mean().item() - 0.2) < 0.05 and abs(tau.std().item() - 1.6) < 0.05
+    assert bool(((theta > 0) & (theta < math.pi / 2)).all())
+
+
+# --- the consistency tangent --------------------------------------------------------------------
+def point_mass(x_0):
+    dxdt = lambda x, theta: (theta.cos()[:, None, None, None] * x - x_0) / theta.sin()[:, None, None, None]
+    exact_F = lambda x_scaled, theta: dxdt(SD * x_scaled, theta) / SD  # f(x_θ, θ) = x_0 for every θ
+    return dxdt, exact_F
+
+
+def test_the_tangent_vanishes_for_the_exact_consistency_function():
+    x_0 = torch.randn(3, 2, 4, 4)
+    theta = torch.tensor([0.3, 0.9, 1.5])
+    x_t = theta.cos()[:, None, None, None] * x_0 + theta.sin()[:, None, None, None] * SD * torch.randn(3, 2, 4, 4)
+    dxdt, exact_F = point_mass(x_0)
+    F_minus, g = consistency_tangent(exact_F, x_t, theta, dxdt(x_t, theta), SD)
+    assert torch.allclose(F_minus, exact_F(x_t / SD, theta))
+    assert g.abs().max() < 1e-4
+    wrong_F = lambda x_scaled, t: exact_F(x_scaled, t) + 0.1 * x_scaled  # not constant along trajectories
+    assert consistency_tangent(wrong_F, x_t, theta, dxdt(x_t, theta), SD)[1].abs().max() > 1e-2
+
+
+def test_the_tangent_is_cos_theta_times_df_dtheta_along_the_ode():
+    """g = cos θ·df/dθ at r = 1, with df/dθ by central differences along the teacher's ODE."""
+    torch.manual_seed(0)
+    x_0 = torch.randn(2, 2, 3, 3, dtype=torch.float64)
+    W = torch.randn(2, 2, dtype=torch.float64)
+    F = lambda x, t: torch.einsum("oc,bchw->bohw", W, x).tanh() * t.cos()[:, None, None, None] + x  # any smooth F
+    dxdt, _ = point_mass(x_0)
+    theta = torch.tensor([0.4, 1.1], dtype=torch.float64)
+    x_t = theta.cos()[:, None, None, None] * x_0 + theta.sin()[:, None, None, None] * SD * torch.randn_like(x_0)
+    f = lambda x, t: t.cos()[:, None, None, None] * x - t.sin()[:, None, None, None] * SD * F(x / SD, t)
+    h = 1e-5
+    forward, backward = x_t + h * dxdt(x_t, theta), x_t - h * dxdt(x_t, theta)
+    df = (f(forward, theta + h) - f(backward, theta - h)) / (2 * h)
+    g = consistency_tangent(F, x_t, theta, dxdt(x_t, theta), SD)[1]
+    assert torch.allclose(g, theta.cos()[:, None, None, None] * df, atol=1e-6)
+
+
+def test_the_jvp_through_the_student_matches_finite_differences(student):
+    """torch.func.jvp through diffusers' transformer (linear attention, the explicit cross-attention,
+    QK-norm, the time and guidance embeddings) against a central difference. The attention runs in
+    float32 whatever the input, so the difference step is 1e-3 and the agreement about 1e-3 relative —
+    far closer than a JVP that misses the θ part of the tangent."""
+    text, mask = text_for(student, 3)
+    g = torch.Generator().manual_seed(0)
+    x, tx = torch.randn(3, 32, 4, 4, generator=g), torch.randn(3, 32, 4, 4, generator=g)
+    theta, t_theta = torch.tensor([0.3, 0.9, 1.4]), torch.tensor([1.0, -0.5, 0.7])
+    F = lambda x, t: student.trigflow(x, t, text, mask, torch.full((3,), 4.5))
+    with torch.no_grad():
+        _, jvp = torch.func.jvp(F, (x, theta), (tx, t_theta))
+        _, jvp_x_only = torch.func.jvp(F, (x, theta), (tx, torch.zeros(3)))
+        h = 1e-3
+        fd = (F(x + h * tx, theta + h * t_theta) - F(x - h * tx, theta - h * t_theta)) / (2 * h)
+    error = ((jvp - fd).norm() / fd.norm()).item()
+    assert error < 3e-3
+    assert ((jvp_x_only - fd).norm() / fd.norm()).item() > 10 * error
+
+# --- the student -------------------------------------------------------------------------------
+def test_explicit_cross_attention_equals_diffusers_fused_one(student):
+    attn = student.transformer.transformer_blocks[0].attn2
+    x = torch.randn(2, 16, attn.to_q.in_features)
+    context = torch.randn(2, 7, attn.to_k.in_features)
+    bias = torch.zeros(2, 1, 7)
+    bias[1, :, 4:] = -10000.0  # the transformer's padding bias
+    with torch.no_grad():
+        assert torch.allclose(ExplicitCrossAttention()(attn, x, context, bias),
+                              SanaAttnProcessor2_0()(attn, x, context, bias), atol=1e-5)
+
+
+def test_the_student_starts_as_the_teacher(student, teacher_folder):
+    from cotlab.harness import load_checkpoint
+
+    model = load_checkpoint(teacher_folder)
+    text, mask = text_for(model, 2)
+    x, theta = torch.randn(2, 32, 4, 4), torch.tensor([0.5, 1.2])
+    with torch.no_grad():
+        expected = trigflow(lambda xs, s: model(xs, s, text, mask), x, theta)
+        got = student.trigflow(x, theta, text, mask, torch.full((2,), 4.5))
+    assert torch.allclose(got, expected, atol=1e-5)
+
+
+def test_a_training_step_updates_the_student_and_the_discriminator(teacher_folder):
+    from cotlab.harness import fit
+    from cotlab.shapes import ShapesDataModule, captioned
+
+    torch.manual_seed(0)
+    config = SprintConfig.for_teacher("smoke", teacher=str(teacher_folder), disc_blocks=(0, 1), max_steps=2)
+    model = start_from_teacher(SprintStudent(config))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    trainer = fit(model, ShapesDataModule(batch_size=8, seed=0, view=captioned), profile="smoke", run_dir="/tmp/sprint-test",
+                  name="sprint", enable_progress_bar=False, logger=False)
+    assert trainer.global_step == 2  # the student's steps (the discriminator's are not counted)
+    changed = {k for k, v in model.state_dict().items() if not torch.equal(v, before[k])}
+    assert any(k.startswith("transformer.") for k in changed)
+    assert any(k.startswith("discriminator.") for k in changed)
+    assert any(k.startswith("transformer.time_embed.guidance_embedder") for k in changed)
+
+
+def test_disc_blocks_must_exist(teacher_folder):
+    with pytest.raises(ValueError, match="disc_blocks"):
+        SprintConfig.for_teacher("smoke", teacher=str(teacher_folder), disc_blocks=(5,))
+
+
+# --- the discriminator ------------------------------------------------------------------------
+def test_local_batch_norm_normalises_each_group_of_samples():
+    norm = LocalBatchNorm(3, group=4)
+    x = torch.randn(8, 3, 5) * torch.tensor([1.0, 5.0, 0.5])[:, None] + 7
+    y = norm(x).reshape(2, 4, 3, 5)
+    assert torch.allclose(y.mean(dim=(1, 3)), torch.zeros(2, 3), atol=1e-5)
+    assert torch.allclose(y.var(dim=(1, 3), unbiased=False), torch.ones(2, 3), atol=1e-3)
+
+
+def test_the_discriminator_reads_the_teacher_and_passes_gradients_to_its_input():
+    model = teacher().requires_grad_(False)
+    disc = Discriminator(model.config.width, (0, 1))
+    text, mask = text_for(model, 2)
+    x = torch.randn(2, 32, 4, 4, requires_grad=True)
+    logits = disc(model, x, torch.tensor([0.4, 1.0]), text, mask)
+    assert logits.shape == (2, 2 * 16)
+    logits.sum().backward()
+    assert x.grad.abs().sum() > 0
+    assert not model.transformer.transformer_blocks[0]._forward_hooks  # the hooks are gone
+
+
+# --- sampling ----------------------------------------------------------------------------------
+class ExactStudent:
+    """A stand-in student whose F is the point mass's exact consistency function."""
+
+    def __init__(self, x_0):
+        self.x_0, self.device, self.latent_shape = x_0, torch.device("cpu"), tuple(x_0.shape)
+        self.config = SimpleNamespace(sigma_data=SD)
+
+    def encode_text(self, captions):
+        return torch.zeros(len(captions), 1, 1), torch.ones(len(captions), 1)
+
+    def trigflow(self, x, theta, text, mask, cfg):
+        return point_mass(SD * self.x_0)[1](x, theta)
+
+    def decode_latents(self, z):
+        return z
+
+
+@pytest.mark.parametrize("steps", [1, 2, 4, 3])
+def test_every_step_count_lands_on_the_exact_image(steps):
+    x_0 = torch.randn(2, 3, 3)
+    paths = SprintPaths(ExactStudent(x_0), ["a", "b"], [1, 2], steps=steps)
+    paths.finish()
+    assert torch.allclose(paths.tokens, x_0.expand(2, -1, -1, -1), atol=1e-5)
+    assert paths.passes.tolist() == [steps, steps]
+
+
+def test_sampling_times_are_sana_sprints():
+    assert sampling_times(1) == pytest.approx([math.pi / 2, 0.0])
+    assert sampling_times(2) == pytest.approx([1.5683, 1.3, 0.0])
+    assert sampling_times(4) == pytest.approx([1.5683, 1.3, 1.1, 0.6, 0.0])
+    with pytest.raises(ValueError, match="at least 1"):
+        sampling_times(0)
+
+
+def test_the_student_samples_and_a_restored_path_resumes_identically(student):
+    captions = ["a red circle", "two blue squares"]
+    result = sample(student, captions, seed=[3, 4], steps=4, keep_steps=True)
+    assert result.images.shape == (2, 3, 32, 32) and result.forward_passes == 4 and len(result.steps) == 4
+    paths = student.paths(captions, [3, 4], steps=4)
+    paths.advance()
+    paths.advance()
+    saved, stream = paths.state(0), paths.generators[0].get_state()
+    paths.finish()
+    assert torch.allclose(paths.tokens, result.tokens, atol=1e-5)  # stepping by hand is sampling
+    paths.restore(0, saved)
+    paths.generators[0].set_state(stream)
+    assert paths.position[0] == 2 and not paths.done(0)
+    paths.finish()
+    assert torch.allclose(paths.tokens, result.tokens, atol=1e-5)
