@@ -31,6 +31,8 @@ COLORS = {
     # generators: 16 tokens dark, 64 tokens (f4) light; masked blue, raster red, the hybrid's purple
     "maskgit": "#2166ac", "maskgit_f4": "#67a9cf", "raster_ar": "#b2182b", "raster_ar_f4": "#ef8a62",
     "maskgit_hybrid": "#762a83", "dcar_head": "#c51b7d",
+    # SANA-Sprint: the teacher dark grey, the hybrid student green, its ablations blue (sCM) and orange (LADD)
+    "sprint_teacher": "#404040", "sprint": "#1b7837", "sprint_scm": "#2166ac", "sprint_ladd": "#d95f02",
     # tokenizers: VQ blue, DC-AE orange, hybrid green; each family's variant lighter or greyer
     "vq_f8": "#2166ac", "vq_f4": "#67a9cf", "vq_f8_plain": "#8c96a0",
     "dcae_f8": "#d94801", "dcae_f4": "#fdae6b", "dcae_f8_noshortcut": "#8c6d31",
@@ -43,6 +45,8 @@ QUANTITIES = {  # logged keys -> what a panel's axis says
     "train_accuracy": "token accuracy", "train_usage": "codebook usage (share of codes)",
     "train_perplexity": "codebook perplexity", "train_psnr": "PSNR (dB)",
     "train_discrete_psnr": "PSNR, discrete tokens (dB)", "train_continuous_psnr": "PSNR, tokens + residual (dB)",
+    "train_scm": "sCM loss (with log-variance)", "train_adv": "generator's adversarial loss −D(fake)",
+    "train_disc": "discriminator's hinge loss",
 }
 
 

@@ -251,3 +251,58 @@ def test_the_student_samples_and_a_restored_path_resumes_identically(student):
     assert paths.position[0] == 2 and not paths.done(0)
     paths.finish()
     assert torch.allclose(paths.tokens, result.tokens, atol=1e-5)
+
+
+# --- cotlab bench sampling ------------------------------------------------------------------------
+def test_the_sampling_bench_compares_teacher_and_student(teacher_folder, student, tmp_path):
+    from cotlab.geneval import paired_difference
+    from cotlab.sprint.bench import bench_sampling, format_sampling
+
+    student_folder = save_checkpoint(student, tmp_path / "student", name="sprint", profile="smoke", command="test",
+                                     train_seconds=0, steps=0, metrics={})
+    result = bench_sampling([str(teacher_folder), str(student_folder)], every=100, n_samples=1, batches=(1, 2))
+    by = {(r["generator"], r["steps"]): r for r in result["rows"]}
+    assert {s for g, s in by if g == str(teacher_folder)} == {2, 4, 8, 16, 20, 32}
+    assert {s for g, s in by if g == str(student_folder)} == {1, 2, 4}
+    assert by[str(teacher_folder), 20]["forward_passes"] == 40  # CFG: two passes a step
+    assert by[str(student_folder), 4]["forward_passes"] == 4  # distilled guidance: one
+    assert by[str(teacher_folder), 20]["speedup"] == {"1": 1.0, "2": 1.0}
+    one_step = by[str(student_folder), 1]
+    assert one_step["speedup"]["1"] == pytest.approx(by[str(teacher_folder), 20]["latency_s"]["1"] / one_step["latency_s"]["1"])
+    first = result["differences"][0]
+    assert first["difference"] == pytest.approx(one_step["overall"] - by[str(teacher_folder), 20]["overall"])
+    assert "| 1 |" in format_sampling(result)
+
+
+@pytest.mark.parametrize("extra", [["--save-process"], ["--verifier", "clip", "--candidates", "3"],
+                                   ["--verifier", "clip-prm", "--candidates", "3"]])
+def test_cotlab_generate_draws_with_the_student_in_few_steps(student, tmp_path, extra):
+    import json
+
+    from cotlab.cli import main
+    from cotlab.geneval import benchmark_prompts
+
+    folder = save_checkpoint(student, tmp_path / "student", name="sprint", profile="smoke", command="test",
+                             train_seconds=0, steps=0, metrics={})
+    prompts = tmp_path / "one.jsonl"
+    prompts.write_text(json.dumps(benchmark_prompts()[0]) + "\n")
+    out = tmp_path / "out"
+    assert main(["generate", str(folder), "--metadata", str(prompts), "--outdir", str(out), "--n-samples", "1",
+                 "--steps", "2", *extra]) == 0
+    assert (out / "00000" / "samples" / "0000.png").is_file()
+    if extra == ["--save-process"]:
+        assert sorted(p.name for p in (out / "00000" / "process" / "0000").iterdir()) == ["step_00.png", "step_01.png"]
+
+
+def test_the_frontier_figure_draws_a_line_per_generator(tmp_path):
+    from cotlab.sprint.figures import frontier
+
+    row = lambda g, steps, s, score: {"generator": g, "steps": steps, "overall": score, "interval": [score - 0.02, score + 0.02],
+                                      "latency_s": {"1": s, "64": 10 * s}}
+    result = {"rows": [row("sprint_teacher", 4, 0.2, 0.5), row("sprint_teacher", 20, 1.0, 0.68),
+                       row("sprint", 1, 0.02, 0.6), row("sprint", 2, 0.04, 0.65)]}
+    fig = frontier(result, "64", save=tmp_path, name="f")
+    ax = fig.axes[0]
+    assert ax.get_xscale() == "log" and (tmp_path / "f.png").is_file()
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["sprint_teacher", "sprint"]
+    assert sorted(t.get_text() for t in ax.texts) == ["1", "2", "20", "4"]

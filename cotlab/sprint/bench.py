@@ -14,9 +14,11 @@ import argparse
 import torch
 
 from cotlab.bench import Bench, best_time, load_shipped, only_option, parse_names, prompt_options
+from cotlab.errors import CotlabError
 from cotlab.geneval import paired_difference, stratified_prompts
 from cotlab.sampling import evaluate_generator, sample
 from cotlab.shapes import TAGS
+from cotlab.sprint.model import SprintStudent
 from cotlab.stats import describe_difference, with_interval
 
 TEACHER, STUDENTS = "sprint_teacher", ("sprint", "sprint_scm", "sprint_ladd")
@@ -34,12 +36,18 @@ def latency(model, steps: int, batch: int, cfg: float, repeats: int = 3) -> floa
 
 def bench_sampling(names: list[str] | None = None, every: int = 2, n_samples: int = 4, cfg: float = 4.5,
                    seed: int = 0, batches: tuple[int, ...] = (1, 64)) -> dict:
-    """Every (model, steps) of the module docstring: score, passes, latency; the paired differences."""
+    """Every (model, steps) of the module docstring: score, passes, latency; the paired differences.
+    ``names`` (default: the teacher and the three students) may be folders; a student is any
+    ``SprintStudent``, the teacher the other model, the hybrid the first student."""
     models = load_shipped(names, (TEACHER, *STUDENTS), "teacher or student")
+    students = [name for name, model in models.items() if isinstance(model, SprintStudent)]
+    teachers = [name for name in models if name not in students]
+    if len(teachers) > 1:
+        raise CotlabError(f"bench sampling compares one teacher with its students, got {', '.join(teachers)}")
     metas = stratified_prompts(every)
     rows, judged = [], {}
     for name, model in models.items():
-        for steps in TEACHER_STEPS if name == TEACHER else STUDENT_STEPS:
+        for steps in STUDENT_STEPS if name in students else TEACHER_STEPS:
             summary = evaluate_generator(model, metas, n_samples, seed, progress=False, steps=steps, cfg=cfg)
             judged[name, steps] = summary["rows"]
             rows.append({"generator": name, "steps": steps, "overall": summary["overall"], "tags": summary["tags"],
@@ -48,20 +56,21 @@ def bench_sampling(names: list[str] | None = None, every: int = 2, n_samples: in
     differences = []
 
     def compare(a, b):
-        if a in judged and b in judged:
-            d = paired_difference(judged[a], judged[b])["overall"]
-            differences.append({"a": f"{a[0]}, {a[1]} steps", "b": f"{b[0]}, {b[1]} steps", **d})
+        d = paired_difference(judged[a], judged[b])["overall"]
+        differences.append({"a": f"{a[0]}, {a[1]} steps", "b": f"{b[0]}, {b[1]} steps", **d})
 
-    for steps in STUDENT_STEPS:
-        compare(("sprint", steps), (TEACHER, REFERENCE))
-    for other in STUDENTS[1:]:
+    reference = next((r for r in rows if r["generator"] in teachers and r["steps"] == REFERENCE), None)
+    if students and reference:
         for steps in STUDENT_STEPS:
-            compare(("sprint", steps), (other, steps))
-    reference = next((r for r in rows if r["generator"] == TEACHER and r["steps"] == REFERENCE), None)
+            compare((students[0], steps), (reference["generator"], REFERENCE))
+    for other in students[1:]:  # the ablation: the hybrid against each other student
+        for steps in STUDENT_STEPS:
+            compare((students[0], steps), (other, steps))
     for r in rows:  # how many times faster than the 20-step teacher
         r["speedup"] = {b: reference["latency_s"][b] / s for b, s in r["latency_s"].items()} if reference else None
-    return {"prompts": len(metas), "n_samples": n_samples, "cfg": cfg, "seed": seed, "device": str(next(iter(models.values())).device),
-            "threads": torch.get_num_threads(), "rows": rows, "differences": differences}
+    return {"prompts": len(metas), "n_samples": n_samples, "cfg": cfg, "seed": seed,
+            "device": str(next(iter(models.values())).device), "threads": torch.get_num_threads(), "rows": rows,
+            "differences": differences}
 
 
 def format_sampling(result: dict) -> str:
