@@ -57,7 +57,8 @@ def bench_sampling(names: list[str] | None = None, every: int = 2, n_samples: in
 
     def compare(a, b):
         d = paired_difference(judged[a], judged[b])["overall"]
-        differences.append({"a": f"{a[0]}, {a[1]} steps", "b": f"{b[0]}, {b[1]} steps", **d})
+        label = lambda name, steps: f"{name}, {steps} step{'s' if steps > 1 else ''}"
+        differences.append({"a": label(*a), "b": label(*b), **d})
 
     reference = next((r for r in rows if r["generator"] in teachers and r["steps"] == REFERENCE), None)
     if students and reference:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
+from matplotlib.ticker import LogLocator, NullFormatter, StrMethodFormatter
 
 from cotlab.plots import color, error_bars, finish, legend_outside
 
@@ -22,6 +23,9 @@ def frontier(result: dict, batch: str = "1", save=None, name: str = "frontier", 
             ax.annotate(str(r["steps"]), (xi, yi), textcoords="offset points", xytext=(4, -9), fontsize=7,
                         color=color(generator))
     ax.set(xscale="log", xlabel=f"latency of one generation, batch {batch} (ms, log scale)", ylabel="GenEval overall")
+    ax.xaxis.set_major_locator(LogLocator(subs=(1, 2, 5)))  # 10, 20, 50, 100, …: plain numbers, no crowding
+    ax.xaxis.set_major_formatter(StrMethodFormatter("{x:g}"))
+    ax.xaxis.set_minor_formatter(NullFormatter())
     ax.grid(alpha=0.3, which="both")
     legend_outside(ax)
     return finish(fig, save, name, title)
