@@ -253,3 +253,20 @@ def test_the_flow_viewer_shows_a_step_and_answers_its_controls():
         viewer.render(step=4)
     with pytest.raises(CotlabError, match="needs prompts"):
         FlowViewer(dit(), [])
+
+
+def test_the_model_saves_and_loads_as_a_diffusers_pipeline_that_draws_the_same_images(tmp_path):
+    from cotlab.dit.pipeline import ShapesSanaPipeline, to_pipeline
+
+    model = dit()
+    captions, seeds = ["a photo of a red circle", "a photo of two blue squares"], [5, 6]
+    expected = sample(model, captions, seeds, steps=3, cfg=4.5)
+    to_pipeline(model).save_pretrained(tmp_path / "pipe")
+    assert {p.name for p in (tmp_path / "pipe").iterdir()} >= {"model_index.json", "transformer", "vae", "text_encoder",
+                                                                "tokenizer", "scheduler"}
+    pipe = ShapesSanaPipeline.from_pretrained(tmp_path / "pipe")
+    noise = torch.stack([torch.randn(model.latent_shape, generator=torch.Generator().manual_seed(s)) for s in seeds])
+    images = pipe(captions, num_inference_steps=3, guidance_scale=4.5, latents=noise).images
+    assert torch.allclose(images, expected.images, atol=2e-3)
+    assert not torch.allclose(pipe(captions, num_inference_steps=3, guidance_scale=1.0, latents=noise).images,
+                              expected.images, atol=2e-3)  # guidance is applied, not ignored
