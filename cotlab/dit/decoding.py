@@ -98,7 +98,7 @@ class FlowPaths(Paths):
     def images(self, rows=None, final: bool = False) -> torch.Tensor:
         rows = self.rows(rows).to(self.x.device)
         done = self.done(rows.cpu()).to(self.x.device)[:, None, None, None]
-        latents = torch.where(done, self.x[rows], self.clean[rows]) if final else self.clean[rows]
+        latents = torch.where(done, self.tokens[rows], self.clean[rows]) if final else self.clean[rows]
         return self.model.decode_latents(latents).cpu()
 
     def state(self, row: int):

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 import torch
 from diffusers import SCMScheduler
 
+from cotlab.dit.decoding import FlowPaths
 from cotlab.sampling import Paths
 
 TIMES = {1: [torch.pi / 2, 0.0], 2: [1.5683, 1.3, 0.0], 4: [1.5683, 1.3, 1.1, 0.6, 0.0]}
@@ -39,14 +40,14 @@ def make_scheduler(steps: int, sigma_data: float = 0.5) -> SCMScheduler:
     return scheduler
 
 
-class SprintPaths(Paths):
+class SprintPaths(FlowPaths):
     """B paths of the student (``SprintStudent.paths``): ``x`` (B, C, h, w) the current latents at σ_d
     scale, ``clean`` (B, C, h, w) the last one-step images x̂_0 (unit scale); a path's state is its
-    (x, x̂_0, scheduler). Cost: one forward pass per step."""
+    (x, x̂_0, scheduler), kept, restored and drawn as a flow model's paths are. Cost: one forward pass per step."""
 
     def __init__(self, model, captions: list[str], seeds: int | Sequence[int] = 0, steps: int = 1, cfg: float = 4.5):
         prototype = make_scheduler(steps, model.config.sigma_data)
-        super().__init__(captions, steps, seeds, cost=1)
+        Paths.__init__(self, captions, steps, seeds, cost=1)  # not FlowPaths': no guidance batch, other schedulers
         self.model = model
         self.schedulers = [copy.deepcopy(prototype) for _ in captions]
         self.text = model.encode_text(captions)  # (B, T, D_text), (B, T)
@@ -83,19 +84,3 @@ class SprintPaths(Paths):
         (``noisy``), and the θ each path stands at (``theta``) (B,)."""
         theta = torch.stack([s.timesteps[s.step_index] for s in self.schedulers])
         return {"image": self.images(), "noisy": self.model.decode_latents(self.tokens).cpu(), "theta": theta}
-
-    @torch.no_grad()
-    def images(self, rows=None, final: bool = False) -> torch.Tensor:
-        rows = self.rows(rows).to(self.x.device)
-        done = self.done(rows.cpu()).to(self.x.device)[:, None, None, None]
-        latents = torch.where(done, self.tokens[rows], self.clean[rows]) if final else self.clean[rows]
-        return self.model.decode_latents(latents).cpu()
-
-    def state(self, row: int):
-        return self.x[row].clone(), self.clean[row].clone(), copy.deepcopy(self.schedulers[row])
-
-    def restore(self, row: int, state) -> None:
-        x, clean, scheduler = state
-        self.x[row], self.clean[row] = x, clean
-        self.schedulers[row] = copy.deepcopy(scheduler)
-        self.position[row] = scheduler.step_index or 0
