@@ -14,15 +14,23 @@ from __future__ import annotations
 
 from cotlab.dit.model import SanaConfig, SanaDiT
 from cotlab.harness import Recipe, checkpoint_config, load_checkpoint
+from cotlab.profiles import resolve_profile
 from cotlab.sampling import benchmark_metrics
 from cotlab.sprint.model import SIZES, SprintConfig, SprintStudent, start_from_teacher
 
 
-def _teacher_config(profile: str) -> SanaConfig:
+TEACHER_TRAINING = {  # the fine-tune's own schedule per profile (SANA-Sprint fine-tunes its teacher for 5k steps)
+    "smoke": dict(max_steps=8),
+    "cpu": dict(lr=2e-4, warmup_steps=50, max_steps=600, max_minutes=10.0),
+    "gpu": dict(lr=2e-4, warmup_steps=100, max_steps=5000, max_minutes=60.0),
+}
+
+
+def teacher_config(profile: str) -> SanaConfig:
+    """``sana``'s sizes with dense time and QK-norm, and the fine-tune's schedule for ``profile``."""
     sizes = {k: v for k, v in checkpoint_config("sana").items() if k in SIZES}
     return SanaConfig.for_profile(profile, **{**sizes, "qk_norm": True, "time_scale": 1.0},
-                                  **({"max_steps": 8} if profile == "smoke" else
-                                     {"lr": 2e-4, "warmup_steps": 50, "max_steps": 600, "max_minutes": 10.0}))
+                                  **TEACHER_TRAINING[resolve_profile(profile)])
 
 
 def _start_from_sana(model: SanaDiT) -> SanaDiT:
@@ -34,8 +42,8 @@ def _start_from_sana(model: SanaDiT) -> SanaDiT:
 
 
 def _teacher() -> Recipe:
-    return Recipe("sprint_teacher", lambda profile: _start_from_sana(SanaDiT(_teacher_config(profile))),
-                  lambda profile, seed: _shapes(_teacher_config(profile).batch_size, seed), benchmark_metrics,
+    return Recipe("sprint_teacher", lambda profile: _start_from_sana(SanaDiT(teacher_config(profile))),
+                  lambda profile, seed: _shapes(teacher_config(profile).batch_size, seed), benchmark_metrics,
                   "sana fine-tuned to a dense time embedding and QK-norm: SANA-Sprint's teacher")
 
 
