@@ -295,6 +295,8 @@ def test_cotlab_generate_draws_with_the_student_in_few_steps(student, tmp_path, 
 
 
 def test_the_frontier_figure_draws_a_line_per_generator(tmp_path):
+    import matplotlib.pyplot as plt
+
     from cotlab.sprint.figures import frontier
 
     row = lambda g, steps, s, score: {"generator": g, "steps": steps, "overall": score, "interval": [score - 0.02, score + 0.02],
@@ -306,3 +308,4 @@ def test_the_frontier_figure_draws_a_line_per_generator(tmp_path):
     assert ax.get_xscale() == "log" and (tmp_path / "f.png").is_file()
     assert [t.get_text() for t in ax.get_legend().get_texts()] == ["sprint_teacher", "sprint"]
     assert sorted(t.get_text() for t in ax.texts) == ["1", "2", "20", "4"]
+    plt.close(fig)
