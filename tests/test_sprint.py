@@ -309,3 +309,14 @@ def test_the_frontier_figure_draws_a_line_per_generator(tmp_path):
     assert [t.get_text() for t in ax.get_legend().get_texts()] == ["sprint_teacher", "sprint"]
     assert sorted(t.get_text() for t in ax.texts) == ["1", "2", "20", "4"]
     plt.close(fig)
+
+
+def test_the_student_saves_and_loads_as_a_diffusers_pipeline_that_draws_the_same_images(student, tmp_path):
+    from cotlab.sprint.pipeline import ShapesSanaSprintPipeline, to_pipeline
+
+    to_pipeline(student).save_pretrained(tmp_path / "pipe")
+    pipe = ShapesSanaSprintPipeline.from_pretrained(tmp_path / "pipe")
+    for steps in (1, 2, 4):
+        expected = sample(student, ["a photo of a red circle"], [7], steps=steps, cfg=4.5).images
+        images = pipe("a photo of a red circle", num_inference_steps=steps, generator=torch.Generator().manual_seed(7)).images
+        assert torch.allclose(images, expected, atol=2e-3), steps

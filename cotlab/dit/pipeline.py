@@ -63,16 +63,23 @@ class ShapesSanaPipeline(DiffusionPipeline):
         return ShapesSanaOutput(images=((images + 1) / 2).clamp(0, 1).cpu())
 
 
-def to_pipeline(model) -> ShapesSanaPipeline:
-    """The pipeline of a ``SanaDiT`` (trained with diffusers' 1000·σ timesteps) and its frozen parts."""
-    if model.config.time_scale != 1000.0:
-        raise ValueError("the pipeline feeds diffusers' timesteps 1000·σ: a dense-time model (time_scale 1) needs "
-                         "a scheduler of its own")
+def pipeline_parts(model) -> dict:
+    """The frozen parts of a ``SanaDiT`` as diffusers and transformers objects: ``tokenizer``,
+    ``text_encoder`` (the text tower as a ``CLIPTextModel``) and ``vae`` (with the measured scaling factor)."""
     clip, ae = model.frozen("text_encoder"), model.frozen("autoencoder")
     text_encoder = CLIPTextModel(clip.clip.config.text_config)
     text_encoder.load_state_dict(clip.clip.text_model.state_dict())
     vae = AutoencoderDC.from_config(ae.ae.config)
     vae.load_state_dict(ae.ae.state_dict())
     vae.register_to_config(scaling_factor=float(ae.scaling_factor))  # cotlab keeps it as a measured buffer
-    scheduler = FlowMatchEulerDiscreteScheduler(shift=model.config.sample_shift)
-    return ShapesSanaPipeline(clip.tokenizer, text_encoder.eval(), model.transformer, vae.eval(), scheduler)
+    return {"tokenizer": clip.tokenizer, "text_encoder": text_encoder.eval(), "vae": vae.eval()}
+
+
+def to_pipeline(model) -> ShapesSanaPipeline:
+    """The pipeline of a ``SanaDiT`` (trained with diffusers' 1000·σ timesteps) and its frozen parts."""
+    if model.config.time_scale != 1000.0:
+        raise ValueError("the pipeline feeds diffusers' timesteps 1000·σ: a dense-time model (time_scale 1) needs "
+                         "a scheduler of its own")
+    return ShapesSanaPipeline(transformer=model.transformer,
+                              scheduler=FlowMatchEulerDiscreteScheduler(shift=model.config.sample_shift),
+                              **pipeline_parts(model))
