@@ -320,3 +320,22 @@ def test_the_student_saves_and_loads_as_a_diffusers_pipeline_that_draws_the_same
         expected = sample(student, ["a photo of a red circle"], [7], steps=steps, cfg=4.5).images
         images = pipe("a photo of a red circle", num_inference_steps=steps, generator=torch.Generator().manual_seed(7)).images
         assert torch.allclose(images, expected, atol=2e-3), steps
+
+
+def test_the_student_viewer_shows_a_jump_and_answers_its_controls(student):
+    from cotlab.errors import CotlabError
+    from cotlab.geneval import benchmark_prompts
+    from cotlab.sprint.viewer import SprintViewer
+
+    viewer = SprintViewer(student, benchmark_prompts()[:3], steps=4)
+    figure = viewer.render(prompt=1, seed=0, step=2)
+    assert len(figure.axes) == 3 and "θ = 1.10" in figure.axes[0].get_title()  # after 2 of 4 steps: Table 7's third time
+    assert "4 consistency steps" in figure._suptitle.get_text()
+    last = viewer.render(prompt=1, seed=0, step=4)
+    assert "θ = 0.00" in last.axes[0].get_title() and len(viewer._sampled) == 1  # one sampling, cached
+    viewer.widget()
+    viewer.slider.value = 1
+    viewer.picker.value = 2
+    assert (viewer.prompt, viewer.step) == (2, 1)
+    with pytest.raises(CotlabError, match="step 5 is out of range"):
+        viewer.render(step=5)

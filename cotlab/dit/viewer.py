@@ -30,12 +30,19 @@ class FlowViewer(StepViewer):
     def run(self, caption: str, seed: int):
         return sample(self.model, [caption], seed, keep_steps=True, steps=self.steps, cfg=self.cfg, solver=self.solver)
 
+    def time_label(self, record: dict) -> str:
+        """Where the sampler stands after a step: its noise level."""
+        return f"σ = {float(record['sigma'][0]):.2f}"
+
+    def settings(self) -> str:
+        """How it samples, for the figure's title."""
+        return f"{self.steps} {self.solver} steps, CFG {self.cfg:g}"
+
     def draw(self, result, meta: dict, seed: int, step: int) -> Figure:
         """The three panels at ``step``."""
         record = result.steps[step - 1]
-        sigma = float(record["sigma"][0])
         fig, axes = plt.subplots(1, 3, figsize=(9.5, 3.6))
-        panels = ((f"latent held after step {step} (σ = {sigma:.2f})", record["noisy"], False),
+        panels = ((f"latent held after step {step} ({self.time_label(record)})", record["noisy"], False),
                   (f"predicted clean image x̂₀ at step {step}", record["image"], True),
                   ("final image", result.images, True))
         for ax, (title, image, judged) in zip(axes, panels):
@@ -49,4 +56,4 @@ class FlowViewer(StepViewer):
                     ax.set_xlabel(textwrap.fill(reason, 40), fontsize=7)
             else:
                 ax.set_title(title, fontsize=9)
-        return shown_once(fig, f"“{meta['prompt']}” — seed {seed}, {self.steps} {self.solver} steps, CFG {self.cfg:g}")
+        return shown_once(fig, f"“{meta['prompt']}” — seed {seed}, {self.settings()}")
