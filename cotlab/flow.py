@@ -88,6 +88,19 @@ def euler_sample(velocity: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
     return x
 
 
+def euler_maruyama_step(x: torch.Tensor, v: torch.Tensor, sigma: float, next_sigma: float,
+                        noise: torch.Tensor) -> torch.Tensor:
+    """One Euler–Maruyama step from σ to σ' < σ of the reverse SDE that has the flow ODE's marginals
+    (xAR's sampler): with the score s = −ε̂/σ = −(x + (1 − σ)·v)/σ and diffusion g² = 2σ,
+
+        x ← x + (v − σ·s)·(σ' − σ) + √(2σ·(σ − σ'))·z,   z ~ N(0, I)  (``noise``, like x (B, …)).
+
+    Every step re-injects noise the drift then removes, so errors made early are washed out (SDE)
+    rather than carried to the end (ODE)."""
+    score = -(x + (1 - sigma) * v) / sigma
+    return x + (v - sigma * score) * (next_sigma - sigma) + (2 * sigma * (sigma - next_sigma)) ** 0.5 * noise
+
+
 # --- TrigFlow (SANA-Sprint) ----------------------------------------------------------------------
 # On x_θ = cos θ·x_0 + sin θ·ε, dividing by (sin θ + cos θ) gives the flow path's x_σ with
 # σ = sin θ / (sin θ + cos θ), 1 − σ = cos θ / (sin θ + cos θ). TrigFlow's velocity is

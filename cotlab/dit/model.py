@@ -29,7 +29,7 @@ import torch
 from diffusers import SanaTransformer2DModel
 
 from cotlab.flow import flow_loss, interpolate, logit_normal_sigmas
-from cotlab.harness import Model, checkpoint_config
+from cotlab.latents import LatentGenerator
 from cotlab.profiles import ProfileConfig
 
 
@@ -67,24 +67,21 @@ class SanaConfig(ProfileConfig):
                              f"and of cross_heads={self.cross_heads}")
 
 
-class SanaDiT(Model):
+class SanaDiT(LatentGenerator):
     """SANA's linear diffusion transformer on a DC-AE's latents, conditioned on the CLIP text encoder.
-    Its autoencoder and text encoder are frozen parts (``frozen("autoencoder")``, ``frozen("text_encoder")``)."""
+    Its autoencoder and text encoder are frozen parts (``LatentGenerator``)."""
 
     Config = SanaConfig
 
     def __init__(self, config: SanaConfig):
         super().__init__(config)
         c = config
-        ae, text = checkpoint_config(c.autoencoder), checkpoint_config(c.text_encoder)
-        self.latent_channels = ae["latent_channels"]
-        self.latent_size = ae["image_size"] // 2 ** (len(ae["block_out_channels"]) - 1)
         self.transformer = SanaTransformer2DModel(
             in_channels=self.latent_channels, out_channels=self.latent_channels, patch_size=1,
             sample_size=self.latent_size, num_layers=c.layers,
             num_attention_heads=c.width // c.HEAD_DIM, attention_head_dim=c.HEAD_DIM,
             num_cross_attention_heads=c.cross_heads, cross_attention_head_dim=c.width // c.cross_heads,
-            cross_attention_dim=c.width, caption_channels=text["width"], mlp_ratio=c.mlp_ratio,
+            cross_attention_dim=c.width, caption_channels=self.text_width, mlp_ratio=c.mlp_ratio,
             qk_norm="rms_norm_across_heads" if c.qk_norm else None,
             interpolation_scale=None,  # None: no positional embedding (NoPE)
             **self.transformer_options())
@@ -92,30 +89,6 @@ class SanaDiT(Model):
     def transformer_options(self) -> dict:
         """More arguments of the ``SanaTransformer2DModel`` (a subclass's: e.g. a guidance embedding)."""
         return {}
-
-    @property
-    def latent_shape(self) -> tuple[int, int, int]:
-        """(C, h, w) of one latent."""
-        return self.latent_channels, self.latent_size, self.latent_size
-
-    # --- the frozen parts ----------------------------------------------------------------------
-    @torch.no_grad()
-    def encode_images(self, images: torch.Tensor) -> torch.Tensor:
-        """Scaled latents z·s (B, C, h, w) of images (B, 3, H, W) in [0, 1]."""
-        ae = self.frozen("autoencoder")
-        return ae.encode(images.to(self.device)) * ae.scaling_factor
-
-    @torch.no_grad()
-    def decode_latents(self, z: torch.Tensor) -> torch.Tensor:
-        """Images (B, 3, H, W) in [0, 1] of scaled latents (B, C, h, w)."""
-        ae = self.frozen("autoencoder")
-        return ae.decode(z.to(self.device) / ae.scaling_factor)
-
-    @torch.no_grad()
-    def encode_text(self, captions: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per-token text states (B, T, D_text) and their mask (B, T), 1 on real tokens."""
-        _, hidden, mask = self.frozen("text_encoder").encode_text(list(captions))
-        return hidden, mask
 
     # --- the transformer -----------------------------------------------------------------------
     def forward(self, x: torch.Tensor, sigma: torch.Tensor, text: torch.Tensor, text_mask: torch.Tensor
@@ -125,12 +98,6 @@ class SanaDiT(Model):
         with mask (B, T)."""
         return self.transformer(x, encoder_hidden_states=text, timestep=self.config.time_scale * sigma,
                                 encoder_attention_mask=text_mask, return_dict=False)[0]
-
-    def prefix(self, captions: list[str], cfg: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
-        """The text states for sampling, computed once: the captions', followed by as many empty
-        captions' when guidance is on (cfg ≠ 1)."""
-        captions = list(captions)
-        return self.encode_text(captions if cfg == 1.0 else captions + [""] * len(captions))
 
     def guided_velocity(self, x: torch.Tensor, sigma: torch.Tensor, prefix: tuple[torch.Tensor, torch.Tensor],
                         cfg: float = 1.0) -> torch.Tensor:

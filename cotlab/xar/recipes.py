@@ -1,0 +1,49 @@
+"""How ``cotlab train`` trains and judges the next-X models of notebook 03.
+
+``xar`` is the shipped model: the cell entity (2×2 cells of the 4×4 latent, 4 AR steps) with noisy
+context learning, 20 minutes on two CPU cores. The ablation gives every variant the same wall time,
+``ABLATION_MINUTES``: the five entities with noisy context learning, and the cell entity with teacher
+forcing; ``max_steps`` of each is what fits that time at its cost per step (measured: a teacher-forced
+step runs twice the tokens, the scale entity 21 tokens to the others' 16), so every cosine schedule
+ends (measured at 0.43 s per noisy-context step of 128, 0.57 for scale, 0.86 teacher-forced). All train on cached ``dcae_f8`` latents (``cotlab.latents.CachedLatents``) and are judged with
+GenEval on the benchmark prompts × 4 (smoke: every 40th prompt, one sample), sampled with 20 flow-Euler
+steps per entity and CFG ramped to 3.
+"""
+from __future__ import annotations
+
+from cotlab.harness import Recipe
+from cotlab.latents import CachedLatents
+from cotlab.sampling import benchmark_metrics
+from cotlab.xar.model import XAR, XARConfig
+
+ABLATION_MINUTES = 5.0
+
+
+def recipe(name: str, description: str, **overrides) -> Recipe:
+    """A next-X recipe: ``XAR`` with ``XARConfig.for_profile(profile, **overrides)``, on cached latents."""
+    def config(profile: str) -> XARConfig:
+        return XARConfig.for_profile(profile, **overrides)
+
+    def datamodule(profile: str, seed: int) -> CachedLatents:
+        c = config(profile)
+        return CachedLatents(c.autoencoder, c.text_encoder, c.cache_scenes, c.batch_size, seed)
+
+    return Recipe(name, lambda profile: XAR(config(profile)), datamodule, benchmark_metrics, description)
+
+
+XAR_RECIPE = recipe("xar", "next-cell prediction (2×2 cells, 4 AR steps) with noisy context learning, 20 min")
+
+# the ablation: the same wall time each (max_steps: what fits ABLATION_MINUTES at the variant's cost per step)
+XAR_TOKEN = recipe("xar_token", "next-token (16 AR steps), noisy context, the ablation's budget",
+                   entity="token", max_steps=650, max_minutes=ABLATION_MINUTES)
+XAR_CELL = recipe("xar_cell", "next-cell (4 AR steps), noisy context, the ablation's budget",
+                  entity="cell", max_steps=650, max_minutes=ABLATION_MINUTES)
+XAR_SUBSAMPLE = recipe("xar_subsample", "next-subsample (4 strided groups), noisy context, the ablation's budget",
+                       entity="subsample", max_steps=650, max_minutes=ABLATION_MINUTES)
+XAR_SCALE = recipe("xar_scale", "next-scale (1×1, 2×2, 4×4), noisy context, the ablation's budget",
+                   entity="scale", max_steps=500, max_minutes=ABLATION_MINUTES)
+XAR_IMAGE = recipe("xar_image", "the whole image in one step (plain flow matching), the ablation's budget",
+                   entity="image", max_steps=650, max_minutes=ABLATION_MINUTES)
+XAR_CELL_TF = recipe("xar_cell_tf", "next-cell with teacher forcing (clean context), the ablation's budget",
+                     entity="cell", noisy_context=False, max_steps=330, max_minutes=ABLATION_MINUTES)
+ABLATION = ("xar_token", "xar_cell", "xar_subsample", "xar_scale", "xar_image", "xar_cell_tf")
