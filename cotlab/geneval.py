@@ -566,6 +566,17 @@ def paired_difference(rows_a: list[dict], rows_b: list[dict], resamples: int = R
     return out
 
 
+def contrast(row_sets: list[list[dict]], weights: tuple[float, ...], resamples: int = RESAMPLES, seed: int = 0,
+             level: float = LEVEL) -> dict:
+    """Σ_k w_k·overall_k over strategies judged on the same prompts and samples, with its paired interval
+    (the same resample for every set): ``{"value": v, "interval": [lo, hi]}``. Weights (1, −1) are
+    ``paired_difference``'s overall; (1, −1, −1, 1) a difference of two differences."""
+    value = sum(w * summarize_scores(rows)["overall"] for w, rows in zip(weights, row_sets, strict=True))
+    tasks = _resampled_tasks(row_sets, resamples, seed)
+    overall = np.mean([np.tensordot(weights, scores, axes=1) for scores in tasks.values()], 0)  # (B,)
+    return {"value": value, "interval": quantile_interval(overall, level)}
+
+
 def summarize_scores(rows: list[dict]) -> dict:
     """Per-tag accuracy and overall (the unweighted mean of the tags present), without intervals."""
     tags = {tag: float(np.mean([r["correct"] for r in rows if r["tag"] == tag]))

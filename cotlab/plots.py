@@ -33,6 +33,9 @@ COLORS = {
     "maskgit_hybrid": "#762a83", "dcar_head": "#c51b7d",
     # SANA-Sprint: the teacher dark grey, the hybrid student green, its ablations blue (sCM) and orange (LADD)
     "sprint_teacher": "#404040", "sprint": "#1b7837", "sprint_scm": "#2166ac", "sprint_ladd": "#d95f02",
+    # next-X: the shipped cell model dark green, the ablation's cell lighter, teacher forcing magenta, the other entities apart
+    "xar": "#00441b", "xar_cell": "#5aae61", "xar_cell_tf": "#c51b7d", "xar_token": "#2166ac",
+    "xar_subsample": "#8073ac", "xar_scale": "#e08214", "xar_image": "#404040",
     # tokenizers: VQ blue, DC-AE orange, hybrid green; each family's variant lighter or greyer
     "vq_f8": "#2166ac", "vq_f4": "#67a9cf", "vq_f8_plain": "#8c96a0",
     "dcae_f8": "#d94801", "dcae_f4": "#fdae6b", "dcae_f8_noshortcut": "#8c6d31",

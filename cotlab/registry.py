@@ -69,6 +69,8 @@ BENCHES = {  # name -> ("module:attribute" of its Bench, one line of help)
                "SANA 1.5's depth growth against training from scratch, and block-importance pruning with a short fine-tune"),
     "sampling": ("cotlab.sprint.bench:SAMPLING",
                  "SANA-Sprint: the teacher at 2-32 steps against the students at 1, 2, 4: score, latency, the ablation"),
+    "xar": ("cotlab.xar.bench:XAR_BENCH",
+            "next-X prediction: the five entities and teacher forcing trained for equal time, the exposure-bias curve"),
     "verification": ("cotlab.verification.bench:BENCH",
                      "ORM, PRM, PARM, PARM++ and the oracle: GenEval, cost, scaling, verifier quality"),
     "capstone": ("cotlab.preference.bench:BENCH",

@@ -19,10 +19,14 @@ from cotlab.xar.model import XAR, XARConfig
 ABLATION_MINUTES = 5.0
 
 
-def recipe(name: str, description: str, **overrides) -> Recipe:
-    """A next-X recipe: ``XAR`` with ``XARConfig.for_profile(profile, **overrides)``, on cached latents."""
+def recipe(name: str, description: str, cpu_steps: int | None = None, **overrides) -> Recipe:
+    """A next-X recipe: ``XAR`` with ``XARConfig.for_profile(profile, **overrides)``, on cached latents.
+    An ablation variant gives ``cpu_steps``: in the cpu profile it trains that many steps within
+    ``ABLATION_MINUTES``; the other profiles keep their own steps (smoke: a handful; gpu: the same steps
+    for every variant, not the same time)."""
     def config(profile: str) -> XARConfig:
-        return XARConfig.for_profile(profile, **overrides)
+        budget = dict(max_steps=cpu_steps, max_minutes=ABLATION_MINUTES) if cpu_steps and profile == "cpu" else {}
+        return XARConfig.for_profile(profile, **overrides, **budget)
 
     def datamodule(profile: str, seed: int) -> CachedLatents:
         c = config(profile)
@@ -33,17 +37,17 @@ def recipe(name: str, description: str, **overrides) -> Recipe:
 
 XAR_RECIPE = recipe("xar", "next-cell prediction (2×2 cells, 4 AR steps) with noisy context learning, 20 min")
 
-# the ablation: the same wall time each (max_steps: what fits ABLATION_MINUTES at the variant's cost per step)
+# the ablation: the same wall time each (cpu_steps: what fits ABLATION_MINUTES at the variant's cost per step)
 XAR_TOKEN = recipe("xar_token", "next-token (16 AR steps), noisy context, the ablation's budget",
-                   entity="token", max_steps=650, max_minutes=ABLATION_MINUTES)
+                   entity="token", cpu_steps=650)
 XAR_CELL = recipe("xar_cell", "next-cell (4 AR steps), noisy context, the ablation's budget",
-                  entity="cell", max_steps=650, max_minutes=ABLATION_MINUTES)
+                  entity="cell", cpu_steps=650)
 XAR_SUBSAMPLE = recipe("xar_subsample", "next-subsample (4 strided groups), noisy context, the ablation's budget",
-                       entity="subsample", max_steps=650, max_minutes=ABLATION_MINUTES)
+                       entity="subsample", cpu_steps=650)
 XAR_SCALE = recipe("xar_scale", "next-scale (1×1, 2×2, 4×4), noisy context, the ablation's budget",
-                   entity="scale", max_steps=500, max_minutes=ABLATION_MINUTES)
+                   entity="scale", cpu_steps=500)
 XAR_IMAGE = recipe("xar_image", "the whole image in one step (plain flow matching), the ablation's budget",
-                   entity="image", max_steps=650, max_minutes=ABLATION_MINUTES)
+                   entity="image", cpu_steps=650)
 XAR_CELL_TF = recipe("xar_cell_tf", "next-cell with teacher forcing (clean context), the ablation's budget",
-                     entity="cell", noisy_context=False, max_steps=330, max_minutes=ABLATION_MINUTES)
+                     entity="cell", noisy_context=False, cpu_steps=330)
 ABLATION = ("xar_token", "xar_cell", "xar_subsample", "xar_scale", "xar_image", "xar_cell_tf")

@@ -1,0 +1,101 @@
+"""The figures of notebook 03."""
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from matplotlib.figure import Figure
+
+from cotlab.metrics import as_image
+from cotlab.plots import color, error_bars, finish, legend_outside
+from cotlab.xar.entities import ENTITIES, Layout
+
+SHOWN_STEPS = 5  # at most this many AR steps per entity row (token's 16 are sampled evenly)
+
+
+def entity_maps(size: int = 4, save=None, name: str = "entities", title: str | None = None) -> Figure:
+    """The five entities on the h×w latent grid: each position coloured and numbered by the AR step
+    that makes it (for ``scale``, the three grids of its steps)."""
+    fig, axes = plt.subplots(1, len(ENTITIES) + 2, figsize=(2.0 * (len(ENTITIES) + 2), 2.3))
+    panels = [(kind, None) for kind in ENTITIES if kind != "scale"] + [("scale", s) for s in Layout("scale").scales]
+    for ax, (kind, side) in zip(axes, panels):
+        layout = Layout(kind, size)
+        if kind == "scale":
+            step = layout.scales.index(side)
+            grid = np.full((side, side), step)
+            label = f"scale: step {step + 1} ({side}×{side})"
+        else:
+            grid = np.empty(size * size, dtype=int)
+            grid[layout.order.numpy()] = layout.entity.numpy()
+            grid = grid.reshape(size, size)
+            label = f"{kind}: {layout.entities} step{'s' if layout.entities > 1 else ''}"
+        ax.imshow(grid, cmap="tab20" if layout.entities > 10 else "Set2", vmin=0,
+                  vmax=max(layout.entities - 1, 1), extent=(0, side or size, side or size, 0))
+        for (r, c), value in np.ndenumerate(grid):
+            ax.text(c + 0.5, r + 0.5, str(value + 1), ha="center", va="center", fontsize=8)
+        ax.set(xticks=[], yticks=[], title=label)
+        ax.title.set_fontsize(8)
+    return finish(fig, save, name, title)
+
+
+def entity_steps(model_layouts: dict[str, Layout], decode, latent: torch.Tensor, save=None, name: str = "entity_steps",
+                 title: str | None = None) -> Figure:
+    """One latent (C, h, w) built up entity by entity, a row per entity type: the image after each AR
+    step (entities not yet made at the mean latent; ``scale``: the last scale, upsampled); ``decode``
+    maps latents (B, C, h, w) to images."""
+    rows = {}
+    for kind, layout in model_layouts.items():
+        tokens = layout.to_tokens(latent[None])
+        steps = np.unique(np.linspace(1, layout.entities, min(layout.entities, SHOWN_STEPS)).round().astype(int))
+        rows[kind] = (steps, decode(torch.cat([layout.partial_latent(tokens, int(n)) for n in steps])))
+    ncols = max(len(s) for s, _ in rows.values())
+    fig, axes = plt.subplots(len(rows), ncols, figsize=(1.25 * ncols + 1.2, 1.3 * len(rows)), squeeze=False)
+    for i, (kind, (steps, images)) in enumerate(rows.items()):
+        for j, ax in enumerate(axes[i]):
+            ax.set(xticks=[], yticks=[])
+            if j < len(steps):
+                ax.imshow(as_image(images[j]), interpolation="nearest")
+                ax.set_title(f"after step {steps[j]}", fontsize=7)
+            else:
+                ax.axis("off")
+        axes[i, 0].set_ylabel(kind, rotation=0, ha="right", va="center", fontsize=8)
+    return finish(fig, save, name, title)
+
+
+def entity_table(result: dict, save=None, name: str = "ablation", title: str | None = None) -> Figure:
+    """The entity table of a ``bench_xar`` result as two panels: GenEval overall and Shapes-FD, each
+    with its 95 % interval, a bar per model."""
+    rows = result["rows"]
+    labels = [r["model"] for r in rows]
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
+    for ax, key, interval, label in ((axes[0], "overall", "interval", "GenEval overall (higher is better)"),
+                                     (axes[1], "shapes_fd", "shapes_fd_interval", "Shapes-FD (lower is better)")):
+        values = [r[key] for r in rows]
+        ax.bar(range(len(rows)), values, yerr=error_bars(values, [r[interval] for r in rows]), capsize=3,
+               color=[color(m) for m in labels])
+        ax.set_xticks(range(len(rows)), [m.removeprefix("xar_") for m in labels], rotation=30, ha="right", fontsize=8)
+        ax.set(ylabel=label)
+        ax.grid(axis="y", alpha=0.3)
+    return finish(fig, save, name, title)
+
+
+def exposure_bias(result: dict, save=None, name: str = "exposure_bias", title: str | None = None) -> Figure:
+    """The exposure-bias curves of a ``bench_xar`` result: GenEval overall (95 % intervals) against the
+    number of entities given from the ground truth, a line per model, and the gap to its own samples."""
+    fig, axes = plt.subplots(1, 2, figsize=(9.5, 3.2))
+    for model, curve in result["exposure_bias"].items():
+        n = [p["given"] for p in curve]
+        score = [p["overall"] for p in curve]
+        gap = [p["gap"]["difference"] for p in curve]
+        axes[0].errorbar(n, score, yerr=error_bars(score, [p["interval"] for p in curve]), fmt="o-", capsize=3,
+                         color=color(model), label=model)
+        axes[1].errorbar(n, gap, yerr=error_bars(gap, [p["gap"]["interval"] for p in curve]), fmt="o-", capsize=3,
+                         color=color(model), label=model)
+    axes[0].set(xlabel="entities given from the ground truth (n)", ylabel="GenEval overall")
+    axes[1].set(xlabel="entities given from the ground truth (n)",
+                ylabel="gap: given n − own samples")
+    for ax in axes:
+        ax.grid(alpha=0.3)
+        ax.xaxis.get_major_locator().set_params(integer=True)
+    legend_outside(axes[1])
+    return finish(fig, save, name, title)
