@@ -158,14 +158,17 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     generate.add_argument("--outdir", required=True, metavar="DIR", help="where the images go")
     generate.add_argument("--n-samples", type=int, default=4, help="images per prompt (default: 4)")
     generate.add_argument("--steps", type=int, help="decoding or sampling steps (default: the generator's — maskgit 8, "
-                                                    "sana 20; a raster model takes one per token)")
+                                                    "sana 20, xar 20 flow steps per entity; a raster model takes one "
+                                                    "per token)")
     generate.add_argument("--cfg", type=float, help="classifier-free guidance weight (default: the generator's — "
                                                     "maskgit 3, sana 4.5)")
-    generate.add_argument("--solver", choices=("euler", "dpm"),
-                          help="a flow generator's ODE solver: flow Euler or Flow-DPM-Solver (default: euler)")
+    generate.add_argument("--solver", choices=("euler", "dpm", "sde"),
+                          help="a flow generator's solver: flow Euler (default), Flow-DPM-Solver (sana) or "
+                               "Euler–Maruyama (xar's sde)")
     generate.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     generate.add_argument("--save-process", action="store_true",
-                          help="also save every decoding step's image under OUTDIR/00000/process/")
+                          help="also save every decoding step's image under OUTDIR/00000/process/ "
+                                                             "(xar: the image after each entity)")
     if argv[:1] == ["generate"]:
         from cotlab.verification.search import VERIFIERS
 

@@ -155,3 +155,16 @@ def test_compare_folders_gives_the_paired_difference(tmp_path, capsys):
     geneval.write_prompt_folder(tmp_path / "b", 12, meta, [WORLD.render(scene)])
     with pytest.raises(CotlabError, match="do not hold the same prompts and samples"):
         geneval.compare_folders(tmp_path / "a", tmp_path / "b")
+
+
+def test_a_contrast_with_weights_one_and_minus_one_is_the_paired_difference():
+    from cotlab.geneval import contrast, paired_difference
+
+    rng = np.random.default_rng(0)
+    rows = lambda p: [{"filename": f"{i:05d}/samples/{j:04d}.png", "tag": ("counting", "colors")[i % 2],
+                       "correct": bool(rng.random() < p)} for i in range(20) for j in range(4)]
+    a, b, c = rows(0.7), rows(0.4), rows(0.5)
+    d = paired_difference(a, b)["overall"]
+    assert contrast([a, b], (1, -1)) == {"value": pytest.approx(d["difference"]), "interval": d["interval"]}
+    gaps = contrast([a, b, c, c], (1, -1, -1, 1))  # (a − b) − (c − c) = a − b
+    assert gaps["value"] == pytest.approx(d["difference"])

@@ -201,3 +201,65 @@ def test_given_entities_come_from_the_ground_truth():
     assert torch.equal(paths.tokens[:, first_two], tokens[:, first_two])
     assert not torch.allclose(paths.tokens[:, ~first_two], tokens[:, ~first_two])
     assert int(paths.passes[0]) == 2 * 2 * 2  # two entities sampled, two flow steps, guided
+
+
+# --- the command line, the benchmark, the figures and the viewer -------------------------------------
+def test_cotlab_generate_draws_entity_by_entity_with_either_solver(tmp_path):
+    import json
+
+    from cotlab.cli import main
+    from cotlab.geneval import benchmark_prompts
+    from cotlab.harness import save_checkpoint
+
+    folder = save_checkpoint(xar(entity="scale"), tmp_path / "xar", name="xar", profile="smoke", command="test",
+                             train_seconds=0, steps=0, metrics={})
+    prompts = tmp_path / "one.jsonl"
+    prompts.write_text(json.dumps(benchmark_prompts()[0]) + "\n")
+    out = tmp_path / "out"
+    assert main(["generate", str(folder), "--metadata", str(prompts), "--outdir", str(out), "--n-samples", "1",
+                 "--steps", "2", "--solver", "sde", "--save-process"]) == 0
+    assert (out / "00000" / "samples" / "0000.png").is_file()
+    process = sorted(p.name for p in (out / "00000" / "process" / "0000").iterdir())
+    assert process == ["step_00.png", "step_01.png", "step_02.png"]  # the image after each of the 3 scales
+    assert main(["generate", str(folder), "--metadata", str(prompts), "--outdir", str(tmp_path / "dpm"),
+                 "--solver", "dpm"]) == 2  # Flow-DPM-Solver is the DiT's, not this generator's
+
+
+def test_the_benchmark_runs_end_to_end_and_its_bias_curves_meet_at_the_ground_truth(monkeypatch):
+    from cotlab.xar import bench
+
+    monkeypatch.setattr(bench, "SHIPPED", "no_such_checkpoint")  # the smoke variants only
+    result = bench.bench_xar(every=100, n_samples=2, steps=2, variants=("xar_cell", "xar_cell_tf"), profile="smoke")
+    assert [r["model"] for r in result["rows"]] == ["xar_cell", "xar_cell_tf"]
+    assert [r["context"] for r in result["rows"]] == ["noisy", "teacher forcing"]
+    assert [(d["a"], d["b"]) for d in result["differences"]] == [("xar_cell", "xar_cell_tf")]
+    ncl, tf = (result["exposure_bias"][name] for name in ("xar_cell", "xar_cell_tf"))
+    assert [p["given"] for p in ncl] == [0, 1, 2, 3, 4]
+    assert ncl[0]["overall"] == result["rows"][0]["overall"]  # n = 0 is the model's own samples
+    assert ncl[-1]["overall"] == tf[-1]["overall"]  # n = N: both hand over the whole true latent
+    # so the last difference of gaps is (truth − own_ncl) − (truth − own_tf) = own_tf − own_ncl
+    assert result["gap_differences"][-1]["value"] == pytest.approx(tf[0]["overall"] - ncl[0]["overall"])
+    assert ncl[-1]["shapes_fd"] < ncl[0]["shapes_fd"]  # reconstructions of the truth are closer to it
+    text = bench.format_xar(result)
+    assert "xar_cell − xar_cell_tf" in text and "Exposure bias of xar_cell_tf" in text
+
+
+def test_the_figures_and_the_viewer_draw():
+    import matplotlib.pyplot as plt
+
+    from cotlab.xar import figures
+    from cotlab.xar.viewer import XARViewer
+    from cotlab.geneval import benchmark_prompts
+
+    model = xar(entity="cell")
+    for fig in (figures.entity_maps(), figures.masks(Layout("cell")),
+                figures.entity_steps({k: Layout(k) for k in ENTITIES}, model.decode_latents, torch.randn(32, 4, 4))):
+        plt.close(fig)
+    viewer = XARViewer(model, benchmark_prompts()[:3], steps=3)
+    fig = viewer.render(prompt=1, seed=0, step=2, flow_step=1)
+    assert len(fig.axes) == 4
+    plt.close(fig)
+    with pytest.raises(Exception, match="flow step 4 is out of range"):
+        viewer.render(flow_step=4)
+    result = sample(model, ["a red circle"], seed=0, steps=3, keep_steps=True)
+    plt.close(figures.flow_within_entities(result.steps))

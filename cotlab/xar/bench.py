@@ -37,6 +37,7 @@ from cotlab.xar.recipes import ABLATION
 SHIPPED = "xar"
 PAIRS = (("xar_cell", "xar_token"), ("xar_cell", "xar_cell_tf"))  # the paper's two findings, as a − b
 BIAS_MODELS = ("xar_cell", "xar_cell_tf")  # noisy context, teacher forcing
+SOLVER_NAMES = {"sde": "Euler–Maruyama", "euler": "flow-Euler"}
 
 
 def train_variant(name: str, profile: str, seed: int) -> tuple[torch.nn.Module, dict]:
@@ -130,7 +131,7 @@ def exposure_bias(model, metas, truth, own: tuple[list, torch.Tensor], n_samples
     return out
 
 
-def bench_xar(every: int = 2, n_samples: int = 4, cfg: float = 3.0, steps: int = 20, seed: int = 0,
+def bench_xar(every: int = 2, n_samples: int = 4, cfg: float = 5.0, steps: int = 20, solver: str = "sde", seed: int = 0,
               variants: tuple[str, ...] = ABLATION, profile: str = "cpu") -> dict:
     """The entity table, the paired orderings and the exposure-bias curves (module docstring)."""
     unknown = sorted(set(variants) - set(ABLATION))
@@ -139,7 +140,7 @@ def bench_xar(every: int = 2, n_samples: int = 4, cfg: float = 3.0, steps: int =
     metas, heldout = geneval.stratified_prompts(every), geneval.benchmark_prompts(heldout=True)[::every]
     truth = ground_truth(metas, n_samples, seed)
     classifier = load_checkpoint("shapes_classifier")
-    options = dict(steps=steps, cfg=cfg)
+    options = dict(steps=steps, cfg=cfg, solver=solver)
     rows, judged, images, models = [], {}, {}, {}
     try:
         shipped = load_checkpoint(SHIPPED)
@@ -169,11 +170,12 @@ def bench_xar(every: int = 2, n_samples: int = 4, cfg: float = 3.0, steps: int =
         for point in curve:
             del point["rows"]
     return {"prompts": len(metas), "heldout_prompts": len(heldout), "n_samples": n_samples, "cfg": cfg,
-            "steps": steps, "seed": seed, "profile": profile, "threads": torch.get_num_threads(), "rows": rows,
+            "steps": steps, "solver": solver, "seed": seed, "profile": profile, "threads": torch.get_num_threads(), "rows": rows,
             "differences": differences, "exposure_bias": bias, "gap_differences": gap_differences}
 
 
-def format_xar(result: dict) -> str:
+def format_entities(result: dict) -> str:
+    """The entity table and the paired orderings."""
     lines = ["| model | entity | context | AR steps | forward passes / image | images/s (generating, batch 64) | "
              "training: minutes, steps, images/s | GenEval overall [95 %] | Shapes-FD [95 %] | held-out bindings [95 %] |",
              "|---|---|---|---|---|---|---|---|---|---|"]
@@ -189,6 +191,12 @@ def format_xar(result: dict) -> str:
         lines += ["", "| paired comparison (same prompts and seeds) | GenEval overall, difference |", "|---|---|"]
         lines += [f"| {d['a']} − {d['b']} | {describe_difference(d['difference'], d['interval'])} |"
                   for d in result["differences"]]
+    return "\n".join(lines)
+
+
+def format_bias(result: dict) -> str:
+    """The exposure-bias curves, and the difference of the two models' gaps."""
+    lines = []
     for name, curve in result["exposure_bias"].items():
         lines += ["", f"**Exposure bias of {name}**: the first n entities given from the ground truth, the rest "
                       "drawn by the model (n = 0: its own samples).", "",
@@ -201,9 +209,14 @@ def format_xar(result: dict) -> str:
         lines += ["", f"| n given | gap of {a} − gap of {b} (negative: a smaller exposure bias) |", "|---|---|"]
         lines += [f"| {d['given']} | {describe_difference(d['value'], d['interval'])} |"
                   for d in result["gap_differences"]]
+    return "\n".join(lines).strip("\n")
+
+
+def format_xar(result: dict) -> str:
+    lines = [format_entities(result), "", format_bias(result)]
     lines.append(f"\n{result['prompts']} benchmark prompts (every tag) × {result['n_samples']} samples, seed "
                  f"{result['seed']}; held-out bindings: {result['heldout_prompts']} prompts × {result['n_samples']}. "
-                 f"Sampling: {result['steps']} flow-Euler steps per entity, CFG ramped to {result['cfg']:g}. The ablation "
+                 f"Sampling: {result['steps']} {SOLVER_NAMES[result['solver']]} steps per entity, CFG ramped to {result['cfg']:g}. The ablation "
                  f"trained in this run, {result['profile']} profile, one variant at a time on {result['threads']} threads. "
                  "95 % intervals: bootstrap over prompts, samples resampled within; differences paired; Shapes-FD's "
                  "interval from bootstrap resamples of both sets.")
@@ -211,15 +224,18 @@ def format_xar(result: dict) -> str:
 
 
 def _arguments(parser: argparse.ArgumentParser) -> None:
-    prompt_options(parser, every=2, prompts=277, cfg=3.0)
+    prompt_options(parser, every=2, prompts=277, cfg=5.0)
     parser.add_argument("--steps", type=int, default=20, help="flow steps per entity (default: 20)")
+    parser.add_argument("--solver", choices=tuple(SOLVER_NAMES), default="sde",
+                        help="sde: Euler–Maruyama (default, as xAR); euler: the ODE")
     parser.add_argument("--variants", default=",".join(ABLATION),
                         help=f"the ablation's variants to train and judge (default: all: {','.join(ABLATION)})")
 
 
 def _run(args: argparse.Namespace) -> dict:
     variants = tuple(v.strip() for v in args.variants.split(",") if v.strip())
-    return bench_xar(every=args.every, n_samples=args.n_samples, cfg=args.cfg, steps=args.steps, seed=args.seed,
+    return bench_xar(every=args.every, n_samples=args.n_samples, cfg=args.cfg, steps=args.steps, solver=args.solver,
+                     seed=args.seed,
                      variants=variants)
 
 

@@ -50,7 +50,7 @@ class XARPaths(Paths):
     step (S, L_k, C). A path's state is its tokens and its position (the entities made)."""
 
     def __init__(self, model, captions: list[str], seeds: int | Sequence[int] = 0, steps: int = 20,
-                 cfg: float = 3.0, solver: str = "euler"):
+                 cfg: float = 5.0, solver: str = "sde"):
         if steps < 1:
             raise ValueError(f"steps must be at least 1, got {steps}")
         self.grid = flow_grid(solver, steps)

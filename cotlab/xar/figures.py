@@ -99,3 +99,44 @@ def exposure_bias(result: dict, save=None, name: str = "exposure_bias", title: s
         ax.xaxis.get_major_locator().set_params(integer=True)
     legend_outside(axes[1])
     return finish(fig, save, name, title)
+
+
+def masks(layout: Layout, save=None, name: str = "masks", title: str | None = None) -> Figure:
+    """The two attention masks of ``layout`` (white: may attend): block-causal for noisy context
+    learning (L × L), and teacher forcing's over [clean copy; noisy copy] (2L × 2L)."""
+    fig, axes = plt.subplots(1, 2, figsize=(8.5, 4.2), gridspec_kw={"width_ratios": [1, 1]})
+    L = layout.length
+    for ax, mask, label in ((axes[0], layout.block_causal_mask(), "noisy context: block-causal (L × L)"),
+                            (axes[1], layout.teacher_forcing_mask(), "teacher forcing: [clean; noisy] (2L × 2L)")):
+        ax.imshow(mask.numpy(), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+        ax.set(title=label, xlabel="key token", ylabel="query token")
+        ax.title.set_fontsize(9)
+    for position in (L - 0.5,):
+        axes[1].axhline(position, color="tab:red", lw=1)
+        axes[1].axvline(position, color="tab:red", lw=1)
+    axes[1].text(L / 2, -1.5, "clean", ha="center", fontsize=8, color="tab:red")
+    axes[1].text(1.5 * L, -1.5, "noisy", ha="center", fontsize=8, color="tab:red")
+    return finish(fig, save, name, title)
+
+
+def flow_within_entities(steps: list[dict], shown: tuple[int, ...] = (1, 2, 4, 8, 20), save=None,
+                         name: str = "flow_within_entities", title: str | None = None) -> Figure:
+    """One sample's ``Samples.steps`` (one record per entity): a row per entity, the image with that
+    entity's predicted clean value x̂₀ after flow steps ``shown`` (those that exist), then the image
+    after the entity."""
+    S = steps[0]["flow"].shape[1]
+    columns = [s for s in shown if s <= S]
+    fig, axes = plt.subplots(len(steps), len(columns) + 1, figsize=(1.25 * (len(columns) + 1) + 1.0, 1.3 * len(steps)),
+                             squeeze=False)
+    for k, record in enumerate(steps):
+        for j, s in enumerate(columns):
+            axes[k, j].imshow(as_image(record["flow"][0, s - 1]), interpolation="nearest")
+            if k == 0:
+                axes[k, j].set_title(f"flow step {s}: x̂₀", fontsize=7)
+        axes[k, -1].imshow(as_image(record["image"][0]), interpolation="nearest")
+        if k == 0:
+            axes[k, -1].set_title("after the entity", fontsize=7)
+        axes[k, 0].set_ylabel(f"entity {k + 1}", rotation=0, ha="right", va="center", fontsize=8)
+        for ax in axes[k]:
+            ax.set(xticks=[], yticks=[])
+    return finish(fig, save, name, title)

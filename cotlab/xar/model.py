@@ -159,10 +159,12 @@ class XAR(LatentGenerator):
         shift, scale = self.ada_out(c).chunk(2, dim=-1)
         return self.out(modulate(self.norm_out(x), shift, scale)), new_cache
 
-    def paths(self, captions: list[str], seeds=0, steps: int = 20, cfg: float = 3.0, solver: str = "euler"):
+    def paths(self, captions: list[str], seeds=0, steps: int = 20, cfg: float = 5.0, solver: str = "sde"):
         """Sampling paths for ``captions``, one seed each (``cotlab.sampling``): one AR step per entity,
-        each ``steps`` flow steps of ``solver`` ("euler": the ODE; "sde": Euler–Maruyama), guided by a
-        weight ramped from 1 at the first entity to ``cfg`` at the last."""
+        each ``steps`` flow steps of ``solver`` ("sde": Euler–Maruyama, xAR's; "euler": the ODE), guided
+        by a weight ramped from 1 at the first entity to ``cfg`` at the last. The defaults were chosen
+        on *training* prompts (150 of the caption grammar × 2): CFG 3, 5, 7 × both solvers scored
+        0.53–0.59 with the shipped ``xar``, and 5 with the SDE was among the best."""
         from cotlab.xar.decoding import XARPaths
 
         return XARPaths(self, captions, seeds, steps, cfg, solver)

@@ -3,11 +3,12 @@
 ``xar`` is the shipped model: the cell entity (2×2 cells of the 4×4 latent, 4 AR steps) with noisy
 context learning, 20 minutes on two CPU cores. The ablation gives every variant the same wall time,
 ``ABLATION_MINUTES``: the five entities with noisy context learning, and the cell entity with teacher
-forcing; ``max_steps`` of each is what fits that time at its cost per step (measured: a teacher-forced
-step runs twice the tokens, the scale entity 21 tokens to the others' 16), so every cosine schedule
-ends (measured at 0.43 s per noisy-context step of 128, 0.57 for scale, 0.86 teacher-forced). All train on cached ``dcae_f8`` latents (``cotlab.latents.CachedLatents``) and are judged with
-GenEval on the benchmark prompts × 4 (smoke: every 40th prompt, one sample), sampled with 20 flow-Euler
-steps per entity and CFG ramped to 3.
+forcing. Each variant's steps are what fit that time at its cost per step, so every cosine schedule
+ends: a step of 128 sequences takes about 0.53 s with noisy context (16 tokens), 1.3× that for the
+scale entity (21 tokens) and 2× with teacher forcing (a clean and a noisy copy: 32 tokens). All train
+on cached ``dcae_f8`` latents (``cotlab.latents.CachedLatents``) and are judged with GenEval on the
+benchmark prompts × 4 (smoke: every 40th prompt, one sample), sampled as ``XAR.paths`` does by
+default: 20 Euler–Maruyama steps per entity, CFG ramped to 5.
 """
 from __future__ import annotations
 
@@ -39,15 +40,15 @@ XAR_RECIPE = recipe("xar", "next-cell prediction (2×2 cells, 4 AR steps) with n
 
 # the ablation: the same wall time each (cpu_steps: what fits ABLATION_MINUTES at the variant's cost per step)
 XAR_TOKEN = recipe("xar_token", "next-token (16 AR steps), noisy context, the ablation's budget",
-                   entity="token", cpu_steps=650)
+                   entity="token", cpu_steps=560)
 XAR_CELL = recipe("xar_cell", "next-cell (4 AR steps), noisy context, the ablation's budget",
-                  entity="cell", cpu_steps=650)
+                  entity="cell", cpu_steps=560)
 XAR_SUBSAMPLE = recipe("xar_subsample", "next-subsample (4 strided groups), noisy context, the ablation's budget",
-                       entity="subsample", cpu_steps=650)
+                       entity="subsample", cpu_steps=560)
 XAR_SCALE = recipe("xar_scale", "next-scale (1×1, 2×2, 4×4), noisy context, the ablation's budget",
-                   entity="scale", cpu_steps=500)
+                   entity="scale", cpu_steps=430)
 XAR_IMAGE = recipe("xar_image", "the whole image in one step (plain flow matching), the ablation's budget",
-                   entity="image", cpu_steps=650)
+                   entity="image", cpu_steps=560)
 XAR_CELL_TF = recipe("xar_cell_tf", "next-cell with teacher forcing (clean context), the ablation's budget",
-                     entity="cell", noisy_context=False, cpu_steps=330)
+                     entity="cell", noisy_context=False, cpu_steps=280)
 ABLATION = ("xar_token", "xar_cell", "xar_subsample", "xar_scale", "xar_image", "xar_cell_tf")

@@ -24,7 +24,7 @@ class XARViewer(StepViewer):
     ``model`` is an ``XAR``; ``steps`` its flow steps per entity; the prompt, seed and entity controls
     and the cache are ``StepViewer``'s, plus a ``flow_slider``."""
 
-    def __init__(self, model, metas: list[dict], steps: int = 20, cfg: float = 3.0, solver: str = "euler",
+    def __init__(self, model, metas: list[dict], steps: int = 20, cfg: float = 5.0, solver: str = "sde",
                  world: World = World()):
         super().__init__(metas, model.layout.entities)
         self.model, self.flow_steps, self.cfg, self.solver, self.world = model, steps, cfg, solver, world
