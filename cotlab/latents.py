@@ -63,6 +63,14 @@ class LatentGenerator(Model):
         return self.encode_text(captions if cfg == 1.0 else captions + [""] * len(captions))
 
 
+def prefix_rows(prefix: tuple[torch.Tensor, ...], rows: torch.Tensor, guided: bool) -> tuple[torch.Tensor, ...]:
+    """The text states of ``rows`` (R,) of a ``LatentGenerator.prefix`` of B captions: those rows, and
+    when ``guided`` also their empty-caption twins (rows + B), as (R or 2R, …) each."""
+    B = len(prefix[0]) // (2 if guided else 1)
+    index = torch.cat([rows, rows + B]) if guided else rows
+    return tuple(p[index.to(p.device)] for p in prefix)
+
+
 # --- cached training latents -----------------------------------------------------------------------
 def build_latent_cache(autoencoder: str, text_encoder: str, scenes: int, seed: int, batch: int = 256) -> dict:
     """``scenes`` training scenes of the Shapes world (drawn from ``seed``) encoded once: ``latent``

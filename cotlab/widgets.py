@@ -239,6 +239,20 @@ def controls_over_figure(viewer, controls: dict) -> tuple:
     return W.VBox([W.HBox(list(controls.values())), output]), output
 
 
+def judged_panel(ax, image: np.ndarray, title: str, meta: dict | None, world: World = World(), width: int = 40) -> None:
+    """An image (H, W, 3) on ``ax`` with its title; given the prompt's ``meta``, judged against it: a
+    green ✓ or a red ✗ in the title, and the reason for a ✗ below."""
+    ax.imshow(image, interpolation="nearest")
+    ax.set(xticks=[], yticks=[])
+    if meta is None:
+        ax.set_title(title, fontsize=9)
+        return
+    correct, reason = judge(image, meta, world)
+    ax.set_title(f"{title} {'✓' if correct else '✗'}", fontsize=9, color="tab:green" if correct else "tab:red")
+    if not correct:
+        ax.set_xlabel(textwrap.fill(reason, width), fontsize=7)
+
+
 def shown_once(fig: Figure, title: str | None = None) -> Figure:
     """A viewer's figure finished (its title, a tight layout) and closed to pyplot, so that it appears
     once, where it is displayed, not again inline."""

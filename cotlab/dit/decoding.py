@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from diffusers import DPMSolverMultistepScheduler, FlowMatchEulerDiscreteScheduler
 
+from cotlab.latents import prefix_rows
 from cotlab.sampling import Paths
 
 SOLVERS = ("euler", "dpm")
@@ -67,18 +68,13 @@ class FlowPaths(Paths):
         """The latents (B, C, h, w): the final ones once every path is done."""
         return self.x
 
-    def _prefix(self, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        B = len(self.captions)
-        index = rows if self.cfg == 1.0 else torch.cat([rows, rows + B])
-        return tuple(p[index.to(p.device)] for p in self.prefix)
-
     @torch.no_grad()
     def step(self, rows: torch.Tensor, shared: bool) -> None:
         run = rows[:1] if shared else rows  # branches of one state: one forward pass, the same ODE step
         sigma = torch.stack([self.schedulers[r].sigmas[self.schedulers[r].step_index or 0] for r in run.tolist()])
         sigma = sigma.to(self.x)  # (R,)
         x = self.x[run.to(self.x.device)]  # (R, C, h, w)
-        v = self.model.guided_velocity(x, sigma, self._prefix(run), self.cfg)  # (R, C, h, w)
+        v = self.model.guided_velocity(x, sigma, prefix_rows(self.prefix, run, self.cfg != 1.0), self.cfg)  # (R, C, h, w)
         clean = x - sigma[:, None, None, None] * v  # x̂_0 = x_σ − σ·v
         for i, row in enumerate(rows.tolist()):
             j = 0 if shared else i

@@ -1,16 +1,13 @@
 """The flow viewer of notebook 04: one prompt sampled by the linear DiT, step by step from noise to image."""
 from __future__ import annotations
 
-import textwrap
-
 import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
 
-from cotlab.geneval import judge
 from cotlab.metrics import to_uint8
 from cotlab.sampling import sample
 from cotlab.shapes import World
-from cotlab.widgets import StepViewer, shown_once
+from cotlab.widgets import StepViewer, judged_panel, shown_once
 
 
 class FlowViewer(StepViewer):
@@ -46,14 +43,5 @@ class FlowViewer(StepViewer):
                   (f"predicted clean image x̂₀ at step {step}", record["image"], True),
                   ("final image", result.images, True))
         for ax, (title, image, judged) in zip(axes, panels):
-            image = to_uint8(image[:1])[0]  # (H, W, 3)
-            ax.imshow(image, interpolation="nearest")
-            ax.set(xticks=[], yticks=[])
-            if judged:
-                correct, reason = judge(image, meta, self.world)
-                ax.set_title(f"{title} {'✓' if correct else '✗'}", fontsize=9, color="tab:green" if correct else "tab:red")
-                if not correct:
-                    ax.set_xlabel(textwrap.fill(reason, 40), fontsize=7)
-            else:
-                ax.set_title(title, fontsize=9)
+            judged_panel(ax, to_uint8(image[:1])[0], title, meta if judged else None, self.world)
         return shown_once(fig, f"“{meta['prompt']}” — seed {seed}, {self.settings()}")

@@ -24,6 +24,7 @@ from collections.abc import Sequence
 import torch
 
 from cotlab.flow import euler_maruyama_step
+from cotlab.latents import prefix_rows
 from cotlab.sampling import Paths
 
 SOLVERS = ("euler", "sde")
@@ -69,11 +70,6 @@ class XARPaths(Paths):
         self.tokens[:, keep] = self.layout.to_tokens(latents.to(self.tokens))[:, keep]
         self.position[:] = entities
 
-    def _prefix(self, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        B = len(self.captions)
-        index = rows if self.cfg == 1.0 else torch.cat([rows, rows + B])
-        return tuple(p[index.to(p.device)] for p in self.prefix)
-
     @torch.no_grad()
     def step(self, rows: torch.Tensor, shared: bool) -> None:
         for k in self.position[rows].unique().tolist():  # paths at the same entity run together
@@ -96,7 +92,7 @@ class XARPaths(Paths):
         C, n = self.tokens.shape[2], int(current.sum())
         x = torch.stack([torch.randn(n, C, generator=g) for g in generators]).to(self.tokens)  # (R, L_k, C)
         context = self.tokens[rows.to(self.tokens.device)][:, before].repeat(copies, 1, 1)  # (copies·R, L_c, C)
-        text = self._prefix(rows)
+        text = prefix_rows(self.prefix, rows, self.cfg != 1.0)
         positions = model.positions.to(x.device)
         mask = layout.block_causal_mask()[before | current][:, before | current].to(x.device)
         cache, trajectory = None, []

@@ -2,17 +2,14 @@
 inside an entity."""
 from __future__ import annotations
 
-import textwrap
-
 import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
 
 from cotlab.errors import CotlabError
-from cotlab.geneval import judge
 from cotlab.metrics import to_uint8
 from cotlab.sampling import sample
 from cotlab.shapes import World
-from cotlab.widgets import StepViewer, controls_over_figure, prompt_picker, shown_once
+from cotlab.widgets import StepViewer, controls_over_figure, judged_panel, prompt_picker, shown_once
 
 
 class XARViewer(StepViewer):
@@ -53,19 +50,11 @@ class XARViewer(StepViewer):
                   ("final image", result.images, True))
         fig, axes = plt.subplots(1, 4, figsize=(11.5, 3.5))
         for ax, (title, image, judged) in zip(axes, panels):
-            ax.set(xticks=[], yticks=[])
             if image is None:
-                ax.set_title(title, fontsize=9)
-                continue
-            image = to_uint8(image[:1])[0]  # (H, W, 3)
-            ax.imshow(image, interpolation="nearest")
-            if judged:
-                correct, reason = judge(image, meta, self.world)
-                ax.set_title(f"{title} {'✓' if correct else '✗'}", fontsize=9, color="tab:green" if correct else "tab:red")
-                if not correct:
-                    ax.set_xlabel(textwrap.fill(reason, 36), fontsize=7)
+                ax.set(xticks=[], yticks=[], title=title)
+                ax.title.set_fontsize(9)
             else:
-                ax.set_title(title, fontsize=9)
+                judged_panel(ax, to_uint8(image[:1])[0], title, meta if judged else None, self.world, width=36)
         entity = self.model.config.entity
         return shown_once(fig, f"“{meta['prompt']}” — seed {seed}; next-{entity} prediction, {self.flow_steps} "
                                f"{self.solver} flow steps per entity, CFG ramped to {self.cfg:g}")
