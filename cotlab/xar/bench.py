@@ -32,12 +32,12 @@ from cotlab.registry import get_recipe
 from cotlab.sampling import prompt_seed, row_seeds, sample
 from cotlab.shapes import World
 from cotlab.stats import describe_difference, with_interval
+from cotlab.xar.decoding import SOLVER_NAMES
 from cotlab.xar.recipes import ABLATION
 
 SHIPPED = "xar"
 PAIRS = (("xar_cell", "xar_token"), ("xar_cell", "xar_cell_tf"))  # the paper's two findings, as a − b
 BIAS_MODELS = ("xar_cell", "xar_cell_tf")  # noisy context, teacher forcing
-SOLVER_NAMES = {"sde": "Euler–Maruyama", "euler": "flow-Euler"}
 
 
 def train_variant(name: str, profile: str, seed: int) -> tuple[torch.nn.Module, dict]:

@@ -27,7 +27,7 @@ from cotlab.flow import euler_maruyama_step
 from cotlab.latents import prefix_rows
 from cotlab.sampling import Paths
 
-SOLVERS = ("euler", "sde")
+SOLVER_NAMES = {"sde": "Euler–Maruyama", "euler": "flow-Euler"}  # the solvers, in words
 SDE_LAST_SIGMA = 0.04  # Euler–Maruyama stops here and jumps to the predicted clean entity (xAR's sampler)
 
 
@@ -37,7 +37,7 @@ def flow_grid(solver: str, steps: int) -> list[float]:
         return torch.linspace(1.0, 0.0, steps + 1).tolist()
     if solver == "sde":
         return torch.linspace(1.0, SDE_LAST_SIGMA, steps).tolist() + [0.0]
-    raise ValueError(f"unknown solver '{solver}': a next-X model samples with one of {', '.join(SOLVERS)}")
+    raise ValueError(f"unknown solver '{solver}': a next-X model samples with one of {', '.join(sorted(SOLVER_NAMES))}")
 
 
 def cfg_ramp(cfg: float, entity: int, entities: int) -> float:

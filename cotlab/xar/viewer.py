@@ -9,6 +9,7 @@ from cotlab.errors import CotlabError
 from cotlab.metrics import to_uint8
 from cotlab.sampling import sample
 from cotlab.shapes import World
+from cotlab.xar.decoding import SOLVER_NAMES
 from cotlab.widgets import StepViewer, controls_over_figure, judged_panel, prompt_picker, shown_once
 
 
@@ -43,7 +44,8 @@ class XARViewer(StepViewer):
     def draw(self, result, meta: dict, seed: int, step: int) -> Figure:
         record = result.steps[step - 1]
         before = result.steps[step - 2]["image"] if step > 1 else None
-        panels = ((f"context: entities 1 … {step - 1}" if step > 1 else "context: none yet", before, False),
+        context = {1: "context: none yet", 2: "context: entity 1"}.get(step, f"context: entities 1 … {step - 1}")
+        panels = ((context, before, False),
                   (f"entity {step}, flow step {self.flow_step}: x̂₀", record["flow"][0, self.flow_step - 1:self.flow_step],
                    True),
                   (f"after entity {step} of {self.steps}", record["image"], True),
@@ -57,7 +59,7 @@ class XARViewer(StepViewer):
                 judged_panel(ax, to_uint8(image[:1])[0], title, meta if judged else None, self.world, width=36)
         entity = self.model.config.entity
         return shown_once(fig, f"“{meta['prompt']}” — seed {seed}; next-{entity} prediction, {self.flow_steps} "
-                               f"{self.solver} flow steps per entity, CFG ramped to {self.cfg:g}")
+                               f"{SOLVER_NAMES[self.solver]} steps per entity, CFG ramped to {self.cfg:g}")
 
     def widget(self):
         """Prompt, seed, entity and flow-step controls above the figure."""
