@@ -11,6 +11,7 @@ stopped and gives the same images as an uninterrupted one.
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import torch
@@ -30,6 +31,20 @@ def _complete(folder: Path, n_samples: int) -> bool:
     return all((folder / "samples" / f"{j:04d}.png").is_file() for j in range(n_samples))
 
 
+def check_options(model, metas: list[dict], n_samples: int, candidates: int, **options) -> None:
+    """Refuse bad options before anything is written: counts below 1, a guidance weight that is not a
+    finite number, and whatever the generator's own paths refuse (e.g. ``steps=0``, an unknown solver)
+    — checked by starting one path, which draws nothing."""
+    if n_samples < 1:
+        raise CotlabError(f"--n-samples must be at least 1, got {n_samples}")
+    if candidates < 1:
+        raise CotlabError(f"--candidates must be at least 1, got {candidates}")
+    if "cfg" in options and not math.isfinite(options["cfg"]):
+        raise CotlabError(f"--cfg must be a finite number (e.g. 3), got {options['cfg']}")
+    if metas:
+        model.paths([metas[0]["prompt"]], 0, **options)
+
+
 def generate_folder(model, metas: list[dict], outdir: str | Path, n_samples: int = 4, seed: int = 0,
                     save_process: bool = False, verifier: str | None = None, candidates: int = 1,
                     **options) -> Path:
@@ -38,6 +53,7 @@ def generate_folder(model, metas: list[dict], outdir: str | Path, n_samples: int
     must use the same ones. With a ``verifier`` (``cotlab.verification.search.VERIFIERS``) each image
     is that search's choice among ``candidates`` paths, and ``00000/search.json`` records its cost."""
     outdir = Path(outdir)
+    check_options(model, metas, n_samples, candidates if verifier is not None else 1, **options)
     settings = {"n_samples": n_samples, "seed": seed, "save_process": save_process, **options}
     if verifier is not None:
         if save_process:

@@ -53,6 +53,17 @@ def test_generate_errors_name_the_fix(tmp_path, capsys):
     assert not (tmp_path / "o").exists()  # nothing written on bad input
 
 
+@pytest.mark.parametrize("option, message", [(["--steps", "0"], "steps must be"), (["--n-samples", "0"], "--n-samples"),
+                                             (["--cfg", "nan"], "--cfg must be a finite number"),
+                                             (["--solver", "sde"], "unknown solver 'sde'")])
+def test_generate_refuses_bad_options_before_writing_anything(tmp_path, capsys, option, message):
+    prompts = str(DATA_DIR / "geneval_shapes" / "evaluation_metadata.jsonl")
+    assert main(["generate", "sana", "--metadata", prompts, "--outdir", str(tmp_path / "o"), *option]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+    assert not (tmp_path / "o").exists()  # refused before the folder or its run.json is made
+
+
 def test_generate_then_score(tmp_path, capsys):
     torch.manual_seed(0)
     folder = save_checkpoint(MaskedAR(MaskedARConfig.for_profile("smoke")), tmp_path / "tiny", name="tiny",
