@@ -26,6 +26,7 @@ from cotlab.geneval import detect, evaluate, truth
 from cotlab.harness import load_checkpoint
 from cotlab.shapes import COLORS, TAGS, Scene, World
 from cotlab.stats import proportion_interval, with_interval
+from cotlab.options import count, weight
 
 
 @dataclass(frozen=True)
@@ -43,10 +44,10 @@ class Bench:
 def prompt_options(parser: argparse.ArgumentParser, every: int, prompts: int, cfg: float = 3.0) -> None:
     """The options of a benchmark that generates for the stratified benchmark prompts (``cfg``: the
     generators' default guidance weight)."""
-    parser.add_argument("--every", type=int, default=every,
+    parser.add_argument("--every", type=count, default=every,
                         help=f"use every EVERY-th prompt of each tag (default: {every}, i.e. {prompts} prompts)")
-    parser.add_argument("--n-samples", type=int, default=4, help="images per prompt (default: 4)")
-    parser.add_argument("--cfg", type=float, default=cfg, help=f"guidance weight (default: {cfg:g})")
+    parser.add_argument("--n-samples", type=count, default=4, help="images per prompt (default: 4)")
+    parser.add_argument("--cfg", type=weight, default=cfg, help=f"guidance weight (default: {cfg:g})")
 
 
 def only_option(parser: argparse.ArgumentParser, what: str) -> None:
@@ -200,7 +201,7 @@ def format_evaluator(result: dict) -> str:
 
 
 def _evaluator_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--n", type=int, default=5000, help="number of scenes (default: 5000)")
+    parser.add_argument("--n", type=count, default=5000, help="number of scenes (default: 5000)")
 
 
 EVALUATOR = Bench(_evaluator_arguments, lambda args: bench_evaluator(args.n, args.seed), format_evaluator,

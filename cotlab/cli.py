@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import inspect
 import json
+import signal
 import sys
 import time
 from collections.abc import Sequence
@@ -19,6 +20,7 @@ from cotlab import __version__
 from cotlab.errors import CotlabError
 from cotlab.profiles import PROFILES
 from cotlab.registry import BENCHES, get_bench
+from cotlab.options import count, seed, weight
 
 PROFILE_HELP = "smoke (CI, seconds), cpu (real results on a laptop) or gpu; default: $COTLAB_PROFILE, else cpu"
 
@@ -33,7 +35,10 @@ def _run(args: argparse.Namespace) -> int:
         refresh_notebooks(args.profile, only)
         return 0
     params = {name: parse_value(value) for name, value in args.param}
-    out = run_notebooks(profile=args.profile, only=only, params=params, stop_on_error=args.stop_on_error)
+    if args.resume and (args.profile or only or params):
+        raise CotlabError("--resume finishes a run as it was started: drop --profile, --only and -p")
+    out = run_notebooks(profile=args.profile, only=only, params=params, stop_on_error=args.stop_on_error,
+                        resume=args.resume)
     statuses = [nb["status"] for nb in json.loads((out / "summary.json").read_text())["notebooks"]]
     return 1 if "failed" in statuses else 0
 
@@ -41,7 +46,8 @@ def _run(args: argparse.Namespace) -> int:
 def _train(args: argparse.Namespace) -> int:
     from cotlab.harness import train
 
-    _, metrics, directory = train(args.name, args.profile, seed=args.seed, out=args.out, ship=args.ship)
+    _, metrics, directory = train(args.name, args.profile, seed=args.seed, out=args.out, ship=args.ship,
+                                    checkpoint_every=args.checkpoint_every)
     for key, value in metrics.items():
         print(f"  {key:>24} {value:.4g}" if isinstance(value, float) else f"  {key:>24} {value}")
     print(f"checkpoint: {directory}")
@@ -92,11 +98,19 @@ def _geneval_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse, with a refused option said in one line (what is wrong, and where the help is) and exit
+    status 2, like every other refusal of ``cotlab``."""
+
+    def error(self, message: str):
+        self.exit(2, f"cotlab: error: {message} (see: {self.prog} --help)\n")
+
+
 def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     """The argument parser of ``cotlab`` and its subcommands. A benchmark's options and the list of
     verifiers are imported only when ``argv`` asks for that command, so ``cotlab --help`` is instant."""
     argv = list(argv)
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="cotlab",
         description="cotlab: a workbook for modern image generation on the Shapes world. "
                     "Start with `cotlab run --profile smoke`, or open the notebooks with `make lab`.",
@@ -116,6 +130,8 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
                      help="set a parameter of every notebook's parameters cell, e.g. -p seed 3 "
                           "(values read as papermill does: True/False/None, numbers, else text); repeatable")
     run.add_argument("--stop-on-error", action="store_true", help="stop at the first failing notebook")
+    run.add_argument("--resume", metavar="RUN_DIR",
+                     help="finish an interrupted run in its folder: the notebooks it completed are kept")
     run.add_argument("--in-place", action="store_true",
                      help="execute the committed notebooks in notebooks/ themselves (their outputs are what readers "
                           "see; `make notebooks` does this in the cpu profile before a commit)")
@@ -125,14 +141,19 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
         "train", help="train a model from scratch and save a checkpoint with its model card",
         description="Train model NAME in the given profile, evaluate it and save a checkpoint "
                     "(model.safetensors, config.json, MODEL_CARD.md). By default it goes to a new "
-                    "runs/train/NAME-PROFILE-TIME/; --ship replaces the shipped data/checkpoints/NAME.",
+                    "runs/train/NAME-PROFILE-TIME/; --ship replaces the shipped data/checkpoints/NAME. "
+                    "An interrupted run (Ctrl-C, a kill) resumes with the same command and --out its folder "
+                    "(printed when it starts), and ends with the weights an uninterrupted run would have.",
     )
     train.add_argument("name", metavar="NAME", help="the model to train, e.g. clip")
     train.add_argument("--profile", choices=PROFILES, help=PROFILE_HELP)
-    train.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
-    where = train.add_mutually_exclusive_group()
-    where.add_argument("--ship", action="store_true", help="write to data/checkpoints/NAME, replacing the old one")
-    where.add_argument("--out", metavar="DIR", help="write logs and checkpoint to DIR (must be new or empty)")
+    train.add_argument("--seed", type=seed, default=0, help="random seed (default: 0)")
+    train.add_argument("--ship", action="store_true", help="write the checkpoint to data/checkpoints/NAME, replacing "
+                                                           "the old one once the new one is complete")
+    train.add_argument("--out", metavar="DIR", help="write logs (and, without --ship, the checkpoint) to DIR: a new "
+                                                    "or empty folder, or an interrupted run's folder to resume it")
+    train.add_argument("--checkpoint-every", type=count, default=100, metavar="STEPS",
+                       help="save the state an interrupted run resumes from every STEPS steps (default: 100)")
     train.set_defaults(handler=_train)
 
     evaluate = commands.add_parser(
@@ -156,16 +177,16 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     generate.add_argument("--metadata", required=True, metavar="FILE",
                           help="prompts, e.g. data/geneval_shapes/evaluation_metadata.jsonl")
     generate.add_argument("--outdir", required=True, metavar="DIR", help="where the images go")
-    generate.add_argument("--n-samples", type=int, default=4, help="images per prompt (default: 4)")
-    generate.add_argument("--steps", type=int, help="decoding or sampling steps (default: the generator's — maskgit 8, "
+    generate.add_argument("--n-samples", type=count, default=4, help="images per prompt (default: 4)")
+    generate.add_argument("--steps", type=count, help="decoding or sampling steps (default: the generator's — maskgit 8, "
                                                     "sana 20, xar 20 flow steps per entity; a raster model takes one "
                                                     "per token)")
-    generate.add_argument("--cfg", type=float, help="classifier-free guidance weight (default: the generator's — "
+    generate.add_argument("--cfg", type=weight, help="classifier-free guidance weight (default: the generator's — "
                                                     "maskgit 3, sana 4.5)")
     generate.add_argument("--solver", choices=("euler", "dpm", "sde"),
                           help="a flow generator's solver: flow Euler (default), Flow-DPM-Solver (sana) or "
                                "Euler–Maruyama (xar's sde)")
-    generate.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    generate.add_argument("--seed", type=seed, default=0, help="random seed (default: 0)")
     generate.add_argument("--save-process", action="store_true",
                           help="also save every decoding step's image under OUTDIR/00000/process/ "
                                                              "(xar: the image after each entity)")
@@ -175,7 +196,7 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
         generate.add_argument("--verifier", choices=list(VERIFIERS),
                               help="choose each image among --candidates paths: "
                                    + "; ".join(f"{name}: {v.description}" for name, v in VERIFIERS.items()))
-    generate.add_argument("--candidates", type=int, default=20, help="paths per image with --verifier (default: 20)")
+    generate.add_argument("--candidates", type=count, default=20, help="paths per image with --verifier (default: 20)")
     generate.set_defaults(handler=_generate)
 
     geneval = commands.add_parser("geneval", help="the GenEval benchmark on the Shapes world",
@@ -225,7 +246,7 @@ def _bench_arguments(parser: argparse.ArgumentParser, name: str, bench, argv: li
     """A benchmark's own options, then the three every benchmark has."""
     parser.description = bench.description
     bench.arguments(parser)
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    parser.add_argument("--seed", type=seed, default=0, help="random seed (default: 0)")
     parser.add_argument("--json", metavar="FILE", help="also write the result to FILE as JSON")
     parser.add_argument("--ship", action="store_true",
                         help=f"also write it to data/results/{name}.json, the shipped result that the README "
@@ -263,12 +284,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``cotlab`` command; returns the exit code."""
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser(argv).parse_args(argv)
+    signal.signal(signal.SIGTERM, _interrupt)  # a scheduler's stop is handled as Ctrl-C is
     try:
         return args.handler(args)
     except (CotlabError, ValueError, FileNotFoundError) as e:
         message = " ".join(str(e).split("\n")[0].split()) or type(e).__name__
         print(f"cotlab: error: {message}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("cotlab: interrupted: what was finished is kept; resume as printed when it started", file=sys.stderr)
+        return 130
+
+
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
 
 
 if __name__ == "__main__":

@@ -42,6 +42,7 @@ from cotlab.metrics import to_tensor
 from cotlab.stats import bootstrap_values, flatten_intervals, proportion_interval, quantile_interval, with_interval
 from cotlab.profiles import ProfileConfig
 from cotlab.shapes import TAGS, World, all_prompts, counterfactual
+from cotlab.options import count
 
 # --- tokenizer ---------------------------------------------------------------------------------
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[BOS]", "[EOS]")  # ids 0..3; [EOS] must not be 2, see below
@@ -277,7 +278,7 @@ def format_clip(result: dict) -> str:
 
 
 def _bench_arguments(parser) -> None:
-    parser.add_argument("--n", type=int, default=1000, help="caption pairs per task (default: 1000)")
+    parser.add_argument("--n", type=count, default=1000, help="caption pairs per task (default: 1000)")
 
 
 BENCH = Bench(_bench_arguments, lambda args: bench_clip(args.n, args.seed), format_clip,

@@ -26,7 +26,7 @@ import numpy as np
 from scipy import ndimage
 
 from .errors import CotlabError
-from .io import DATA_DIR, atomic_write_json, atomic_write_text
+from .io import DATA_DIR, atomic_write_json, atomic_write_text, file_to_write
 from .stats import LEVEL, describe_difference, quantile_interval, with_interval
 from .shapes import (BACKGROUND, COLORS, PALETTE, RELATIONS, SHAPES, TAGS, Obj, Scene, World,
                      all_prompts, inside)
@@ -319,19 +319,24 @@ def validate_metadata(meta, where: str) -> dict:
     for key in ("tag", "include", "prompt"):
         if key not in meta:
             fail(f"missing '{key}' (GenEval's schema: tag, include, exclude, prompt)")
+    if not isinstance(meta["prompt"], str) or not meta["prompt"].strip():
+        fail("'prompt' must be the prompt's text")
     if meta["tag"] not in TAGS:
         fail(f"unknown tag {meta['tag']!r}: choose one of {', '.join(TAGS)}")
-    clauses = meta["include"] + meta.get("exclude", [])
     if not isinstance(meta["include"], list) or not meta["include"]:
         fail("'include' must be a non-empty list of clauses")
-    for i, req in enumerate(clauses):
+    if not isinstance(meta.get("exclude", []), list):
+        fail("'exclude' must be a list of clauses")
+    most = World().grid ** 2
+    for i, req in enumerate(meta["include"] + meta.get("exclude", [])):
         if not isinstance(req, dict) or "class" not in req or "count" not in req:
             fail(f"clause {i} needs 'class' and 'count'")
-        if req["class"] not in SHAPES:
+        if not isinstance(req["class"], str) or req["class"] not in SHAPES:
             fail(f"unknown shape {req['class']!r}: choose one of {', '.join(SHAPES)}")
-        if not isinstance(req["count"], int) or req["count"] < 1:
-            fail(f"clause {i}: count must be a whole number >= 1, not {req['count']!r}")
-        if "color" in req and req["color"] not in COLORS:
+        if isinstance(req["count"], bool) or not isinstance(req["count"], int) or not 1 <= req["count"] <= most:
+            fail(f"clause {i}: count must be a whole number 1 … {most} (a scene holds at most {most} "
+                 f"objects), not {req['count']!r}")
+        if "color" in req and (not isinstance(req["color"], str) or req["color"] not in COLORS):
             fail(f"unknown colour {req['color']!r}: choose one of {', '.join(COLORS)}")
         if "position" in req:
             pos = req["position"]
@@ -393,17 +398,23 @@ def write_prompt_folder(outdir: str | Path, index: int, meta: dict, images: list
 
 
 def read_image(path: Path, world: World) -> np.ndarray:
+    """A sample's pixels (H, W, 3) uint8; an unreadable, non-RGB or wrongly sized image is refused in
+    one line naming the fix."""
     from PIL import Image
 
-    with Image.open(path) as im:
-        if im.mode != "RGB":
-            raise CotlabError(f"{path} is a {im.mode} image: save samples as RGB PNGs "
-                              f"(image.convert('RGB'))")
-        if im.size != (world.image_size, world.image_size):
-            size = world.image_size
-            raise CotlabError(f"{path} is {im.size[0]}x{im.size[1]} but the world draws {size}x{size}: save "
-                              f"samples at {size}x{size} (e.g. image.resize(({size}, {size})))")
-        return np.asarray(im).copy()
+    try:
+        with Image.open(path) as im:
+            im.load()
+            mode, size, pixels = im.mode, im.size, np.asarray(im).copy()
+    except (OSError, SyntaxError) as e:  # PIL's UnidentifiedImageError is an OSError
+        raise CotlabError(f"{path} is not a readable image ({' '.join(str(e).split())}): generate it again") from None
+    if mode != "RGB":
+        raise CotlabError(f"{path} is a {mode}-mode image: save samples as RGB PNGs (image.convert('RGB'))")
+    if size != (world.image_size, world.image_size):
+        n = world.image_size
+        raise CotlabError(f"{path} is {size[0]}x{size[1]} but the world draws {n}x{n}: save "
+                          f"samples at {n}x{n} (e.g. image.resize(({n}, {n})))")
+    return pixels
 
 
 def judge_folder(outdir: str | Path, world: World = World()) -> list[dict]:
@@ -425,6 +436,11 @@ def judge_folder(outdir: str | Path, world: World = World()) -> list[dict]:
         samples = sorted((folder / "samples").glob("*.png"))
         if not samples:
             raise CotlabError(f"{folder}/samples holds no PNG images")
+        if rows and len(samples) != per_prompt:
+            raise CotlabError(f"{folder}/samples holds {len(samples)} image{'s' * (len(samples) != 1)} but "
+                              f"{folders[0].name} holds {per_prompt}: "
+                              "an interrupted generation? run the same cotlab generate command again to finish it")
+        per_prompt = len(samples)
         for png in samples:
             correct, reason = judge(read_image(png, world), meta, world)
             rows.append({"filename": str(png), "tag": meta["tag"], "prompt": meta["prompt"],
@@ -436,6 +452,8 @@ def score_folder(outdir: str | Path, json_path: str | Path | None = None,
                  world: World = World(), quiet: bool = False) -> dict:
     """Score a folder in GenEval's layout: writes ``results.jsonl``, prints the per-tag table and
     returns the summary ``{"tags": {tag: score}, "overall": ..., "interval": ..., "images": n, ...}``."""
+    if json_path:
+        file_to_write(json_path)  # refused before anything is written
     rows = judge_folder(outdir, world)
     atomic_write_text(Path(outdir) / "results.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
     summary = summarize(rows)

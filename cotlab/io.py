@@ -16,6 +16,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from cotlab.errors import CotlabError
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DATA_DIR = Path(os.environ.get("COTLAB_DATA", REPO_ROOT / "data"))
 RUNS_DIR = Path(os.environ.get("COTLAB_RUNS", REPO_ROOT / "runs"))
@@ -26,10 +28,18 @@ def timestamp() -> str:
     return datetime.now().strftime("%Y%m%d-%H%M%S")
 
 
+def file_to_write(path: str | Path) -> Path:
+    """``path``, refused in one line if it names a folder (a file would have to replace it)."""
+    path = Path(path)
+    if path.is_dir():
+        raise CotlabError(f"{path} is a folder: name a file to write, e.g. {path / 'result.json'}")
+    return path
+
+
 @contextmanager
 def atomic_output(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success it replaces ``path`` in one step."""
-    path = Path(path)
+    path = file_to_write(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
@@ -40,6 +50,15 @@ def atomic_output(path: str | Path) -> Iterator[Path]:
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def remove_temporaries(folder: str | Path) -> list[Path]:
+    """Delete what a killed writer left of ``atomic_output`` under ``folder`` (``.NAME.*.tmp``); a
+    finished file is never among them. Returns the paths removed."""
+    stale = [p for p in Path(folder).rglob(".*.tmp") if p.is_file()]
+    for p in stale:
+        p.unlink()
+    return stale
 
 
 def atomic_write_text(path: str | Path, text: str) -> Path:

@@ -27,6 +27,7 @@ from cotlab.harness import checkpoint_card, checkpoint_config, checkpoint_histor
 from cotlab.sampling import evaluate_generator
 from cotlab.shapes import TAGS
 from cotlab.stats import describe_difference, with_interval
+from cotlab.options import count
 
 KERNELS = {"linear": linear_attention, "softmax": softmax_attention}
 
@@ -159,9 +160,9 @@ def format_attention(result: dict) -> str:
 def _attention_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lengths", default="256,512,1024,2048,4096,8192,16384,32768,65536",
                         help="sequence lengths N (default: 256 … 65536)")
-    parser.add_argument("--softmax-max", type=int, default=16384,
+    parser.add_argument("--softmax-max", type=count, default=16384,
                         help="longest N for softmax, which is quadratic (default: 16384)")
-    parser.add_argument("--repeats", type=int, default=3, help="timed calls per point, fastest kept (default: 3)")
+    parser.add_argument("--repeats", type=count, default=3, help="timed calls per point, fastest kept (default: 3)")
 
 
 def _attention_run(args: argparse.Namespace) -> dict:
@@ -328,8 +329,8 @@ def format_scaling(result: dict) -> str:
 
 def _scaling_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--generator", default="sana", help="a shipped generator (default: sana)")
-    parser.add_argument("--every", type=int, default=8, help="every EVERY-th prompt of each tag (default: 8, i.e. 70)")
-    parser.add_argument("--samples", type=int, default=64, help="samples N per prompt (default: 64)")
+    parser.add_argument("--every", type=count, default=8, help="every EVERY-th prompt of each tag (default: 8, i.e. 70)")
+    parser.add_argument("--samples", type=count, default=64, help="samples N per prompt (default: 64)")
 
 
 def _scaling_run(args: argparse.Namespace) -> dict:
@@ -457,7 +458,7 @@ def format_growth(result: dict) -> str:
 
 def _growth_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--base", default="sana", help="the shipped DiT to grow and prune (default: sana)")
-    parser.add_argument("--steps", type=int, default=400, help="training steps of each growth run (default: 400)")
+    parser.add_argument("--steps", type=count, default=400, help="training steps of each growth run (default: 400)")
     prompt_options(parser, every=4, prompts=139, cfg=4.5)
 
 

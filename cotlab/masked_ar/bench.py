@@ -15,6 +15,7 @@ from cotlab.masked_ar.dcar import compare_residual
 from cotlab.sampling import evaluate_generator
 from cotlab.shapes import TAGS
 from cotlab.stats import describe_difference, with_interval
+from cotlab.options import count
 
 GENERATORS = ("maskgit", "raster_ar", "maskgit_f4", "raster_ar_f4", "maskgit_hybrid")  # masked and raster, 16 and 64 tokens
 
@@ -129,7 +130,7 @@ def format_hybrid(result: dict) -> str:
 
 def _hybrid_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--head", default="dcar_head", help="the residual head checkpoint (default: dcar_head)")
-    parser.add_argument("--steps", type=int, default=8, help="MaskGIT decoding steps (default: 8)")
+    parser.add_argument("--steps", type=count, default=8, help="MaskGIT decoding steps (default: 8)")
     prompt_options(parser, every=2, prompts=277)
 
 

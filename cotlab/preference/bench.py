@@ -32,6 +32,7 @@ from cotlab.stats import describe_difference, with_interval
 from cotlab.verification import search
 from cotlab.verification.evaluate import PAPER as VERIFICATION_PAPER
 from cotlab.verification.metrics import classification
+from cotlab.options import count
 
 ROWS = {  # name -> (generator checkpoint, test-time search or None, label), in the table's order
     "baseline": ("maskgit", None, "baseline (maskgit, one sample)"),
@@ -226,8 +227,8 @@ def format_capstone(result: dict) -> str:
 
 def _arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rows", metavar="NAME,NAME", help=f"only these rows (default: all of {', '.join(ROWS)})")
-    parser.add_argument("--candidates", type=int, default=20, help="N, paths per searched image (default: 20)")
-    parser.add_argument("--steps", type=int, default=8, help="decoding steps (default: 8)")
+    parser.add_argument("--candidates", type=count, default=20, help="N, paths per searched image (default: 20)")
+    parser.add_argument("--steps", type=count, default=8, help="decoding steps (default: 8)")
     prompt_options(parser, every=4, prompts=139)
 
 

@@ -19,6 +19,7 @@ from cotlab.registry import RECIPES, recipes_in
 from cotlab.shapes import World, make_batch
 from cotlab.stats import describe_difference
 from cotlab.tokenizers.metrics import evaluate_tokenizer, residual_gain, variants
+from cotlab.options import count
 
 TOKENIZERS = recipes_in("cotlab.tokenizers")  # every recipe of this house: vq_f8, vq_f4, … hybrid_f8_alternating
 
@@ -124,7 +125,7 @@ def format_tokenizers(result: dict) -> str:
 
 # --- the command line: cotlab bench tokenizers -------------------------------------------------
 def _arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--n", type=int, default=500, help="number of scenes (default: 500)")
+    parser.add_argument("--n", type=count, default=500, help="number of scenes (default: 500)")
     only_option(parser, "tokenizers")
 
 

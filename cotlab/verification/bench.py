@@ -14,6 +14,7 @@ from cotlab.geneval import stratified_prompts
 from cotlab.shapes import TAGS
 from cotlab.stats import describe_difference, with_interval
 from cotlab.verification.evaluate import STRATEGIES, compare
+from cotlab.options import count
 
 
 def bench_verification(generator: str = "maskgit", every: int = 4, n_samples: int = 4, candidates: int = 20,
@@ -76,9 +77,9 @@ def format_verification(result: dict) -> str:
 
 def _arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--generator", default="maskgit", help="the generator searched over (default: maskgit)")
-    parser.add_argument("--candidates", type=int, default=20, help="N, paths per image (default: 20)")
-    parser.add_argument("--steps", type=int, default=8, help="decoding steps (default: 8)")
-    parser.add_argument("--scaling-every", type=int, default=3,
+    parser.add_argument("--candidates", type=count, default=20, help="N, paths per image (default: 20)")
+    parser.add_argument("--steps", type=count, default=8, help="decoding steps (default: 8)")
+    parser.add_argument("--scaling-every", type=count, default=3,
                         help="run the step-level searches at every N on every k-th prompt (default: 3)")
     prompt_options(parser, every=4, prompts=139)
 

@@ -34,6 +34,7 @@ from cotlab.shapes import World
 from cotlab.stats import describe_difference, with_interval
 from cotlab.xar.decoding import SOLVER_NAMES
 from cotlab.xar.recipes import ABLATION
+from cotlab.options import count
 
 SHIPPED = "xar"
 PAIRS = (("xar_cell", "xar_token"), ("xar_cell", "xar_cell_tf"))  # the paper's two findings, as a − b
@@ -225,7 +226,7 @@ def format_xar(result: dict) -> str:
 
 def _arguments(parser: argparse.ArgumentParser) -> None:
     prompt_options(parser, every=2, prompts=277, cfg=5.0)
-    parser.add_argument("--steps", type=int, default=20, help="flow steps per entity (default: 20)")
+    parser.add_argument("--steps", type=count, default=20, help="flow steps per entity (default: 20)")
     parser.add_argument("--solver", choices=tuple(SOLVER_NAMES), default="sde",
                         help="sde: Euler–Maruyama (default, as xAR); euler: the ODE")
     parser.add_argument("--variants", default=",".join(ABLATION),
