@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 from cotlab import geneval
 from cotlab.errors import CotlabError
 from cotlab.harness import load_checkpoint
-from cotlab.io import atomic_write_json
+from cotlab.io import atomic_output, atomic_write_json, remove_temporaries
 from cotlab.metrics import to_uint8
 from cotlab.sampling import path_seed, samples
 from cotlab.verification.search import VERIFIERS, run
@@ -60,6 +60,9 @@ def generate_folder(model, metas: list[dict], outdir: str | Path, n_samples: int
             raise CotlabError("--save-process is for plain sampling: drop it, or drop --verifier")
         settings.update(verifier=verifier, candidates=candidates)
         search_one = _searcher(model, verifier, candidates, seed, **options)
+    if outdir.exists() and not outdir.is_dir():
+        raise CotlabError(f"--outdir {outdir} is a file: choose a folder (new, or a run of these prompts to resume)")
+    _check_same_prompts(outdir, metas)
     outdir.mkdir(parents=True, exist_ok=True)
     run_file = outdir / "run.json"
     if run_file.is_file():
@@ -69,9 +72,11 @@ def generate_folder(model, metas: list[dict], outdir: str | Path, n_samples: int
                               "or the same settings to resume it")
     else:
         atomic_write_json(run_file, settings)
+    remove_temporaries(outdir)  # what a killed run was writing; the files it finished stay
     done = {i for i in range(len(metas)) if _complete(outdir / f"{i:05d}", n_samples)}
     if done:
         print(f"resuming: {len(done)} of {len(metas)} prompts already in {outdir}")
+    print("if interrupted, the same command resumes: the prompts finished are kept")
     todo = [i for i in range(len(metas)) if i not in done]
     if verifier is not None:
         for index in tqdm(todo, desc=f"generate with {verifier}", mininterval=2):
@@ -86,11 +91,22 @@ def generate_folder(model, metas: list[dict], outdir: str | Path, n_samples: int
         if save_process:
             for t, step in enumerate(result.steps):
                 for j, image in enumerate(to_uint8(step["image"])):
-                    path = folder / "process" / f"{j:04d}" / f"step_{t:02d}.png"
-                    path.parent.mkdir(parents=True, exist_ok=True)
-                    Image.fromarray(image).save(path)
+                    with atomic_output(folder / "process" / f"{j:04d}" / f"step_{t:02d}.png") as tmp:
+                        Image.fromarray(image).save(tmp, format="PNG")
         geneval.write_prompt_folder(outdir, index, meta, list(to_uint8(result.images)))  # samples last
     return outdir
+
+
+def _check_same_prompts(outdir: Path, metas: list[dict]) -> None:
+    """Refuse a folder whose prompt folders hold other prompts than ``metas`` (never overwrite them)."""
+    if not outdir.is_dir():
+        return
+    for folder in sorted(p for p in outdir.iterdir() if p.is_dir() and p.name.isdigit()):
+        index, meta_file = int(folder.name), folder / "metadata.jsonl"
+        theirs = json.loads(meta_file.read_text()) if meta_file.is_file() else None
+        if index >= len(metas) or (theirs is not None and theirs != metas[index]):
+            held = f"'{theirs['prompt']}'" if theirs else "a prompt"
+            raise CotlabError(f"{outdir} holds other prompts ({folder.name} is {held}): choose a new --outdir")
 
 
 def _searcher(model, verifier: str, candidates: int, seed: int, **options):

@@ -34,10 +34,11 @@ import torch
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint, ModelSummary, ProgressBar, TQDMProgressBar
 from lightning.pytorch.loggers import CSVLogger
 from safetensors.torch import load_model, save_file
+from torch.utils.data import IterableDataset
 
 from cotlab.errors import CotlabError
 from cotlab.io import (DATA_DIR, REPO_ROOT, RUNS_DIR, atomic_output, atomic_write_json,
-                       atomic_write_text, git_commit, new_run_dir, timestamp)
+                       atomic_write_text, git_commit, new_run_dir, remove_temporaries, timestamp)
 from cotlab.profiles import resolve_profile
 from cotlab.registry import get_recipe
 
@@ -110,16 +111,105 @@ def quiet_logs() -> None:
 
 
 def fit(module: L.LightningModule, datamodule: L.LightningDataModule, *, profile: str | None,
-        run_dir: str | Path, name: str, **trainer_options: Any) -> L.Trainer:
+        run_dir: str | Path, name: str, checkpoint_every: int | None = None,
+        **trainer_options: Any) -> L.Trainer:
     """Train ``module`` for its config's ``max_steps`` (and at most ``max_minutes``); return the trainer.
-    ``trainer_options`` go to ``make_trainer`` (e.g. ``log_every_n_steps=1`` for a short demo)."""
+    ``trainer_options`` go to ``make_trainer`` (e.g. ``log_every_n_steps=1`` for a short demo).
+
+    With ``checkpoint_every`` a resumable state (``run_dir/resume/last.ckpt``: weights, optimiser,
+    schedule, step, random generators) is written every that many steps, and if one is already there
+    training resumes from it: the data stream is fast-forwarded past the batches already trained on,
+    so a resumed run ends as the uninterrupted one would (for data drawn as a stream from its seed)."""
     max_minutes = getattr(module.config, "max_minutes", None)
     trainer_options.setdefault("log_every_n_steps", getattr(module, "LOG_EVERY_N_STEPS", 10))
+    resume = None
+    if checkpoint_every is not None:
+        state = Path(run_dir) / "resume"
+        resume = state / "last.ckpt" if (state / "last.ckpt").is_file() else None
+        trainer_options["callbacks"] = [*trainer_options.get("callbacks", ()), LastCheckpoint(state, checkpoint_every),
+                                        RandomState()]
+        trainer_options["enable_checkpointing"] = True
     trainer = make_trainer(profile, max_steps=module.config.max_steps, run_dir=run_dir, name=name,
                            max_time=timedelta(minutes=max_minutes) if max_minutes else None,
                            **trainer_options)
-    trainer.fit(module, datamodule=datamodule)
+    if resume is not None:
+        datamodule.train_dataloader = _fast_forward(datamodule.train_dataloader, trainer)
+    trainer.fit(module, datamodule=datamodule, ckpt_path=resume)
     return trainer
+
+
+class LastCheckpoint(ModelCheckpoint):
+    """Lightning's checkpoint every ``every`` training steps, always to ``folder/last.ckpt`` and whole
+    or not at all (written beside it, then renamed), so a killed run leaves the previous one intact."""
+
+    def __init__(self, folder: str | Path, every: int):
+        super().__init__(dirpath=folder, filename="last", every_n_train_steps=every, save_top_k=1,
+                         enable_version_counter=False)
+
+    def _save_checkpoint(self, trainer: L.Trainer, filepath: str) -> None:
+        with atomic_output(filepath) as tmp:
+            super()._save_checkpoint(trainer, str(tmp))
+        self._last_checkpoint_saved = filepath
+
+
+class RandomState(Callback):
+    """The random generators' states in the checkpoint, restored when training resumes, so that the
+    noise, masks and timesteps after a resume are those of the uninterrupted run."""
+
+    def __init__(self):
+        self.loaded: dict | None = None
+
+    def state_dict(self) -> dict:
+        import random
+
+        import numpy as np
+        kind, keys, position, has_gauss, gauss = np.random.get_state()
+        state = {"python": random.getstate(), "numpy": (kind, torch.from_numpy(keys.astype(np.int64)), position,
+                                                        has_gauss, gauss), "torch": torch.get_rng_state()}
+        if torch.cuda.is_available():
+            state["cuda"] = torch.cuda.get_rng_state_all()
+        return state
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.loaded = state_dict
+
+    def on_train_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        if self.loaded is None:
+            return
+        import random
+
+        import numpy as np
+        random.setstate(self.loaded["python"])
+        kind, keys, position, has_gauss, gauss = self.loaded["numpy"]
+        np.random.set_state((kind, keys.numpy().astype(np.uint32), position, has_gauss, gauss))
+        torch.set_rng_state(self.loaded["torch"])
+        if "cuda" in self.loaded and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(self.loaded["cuda"])
+
+
+class _Skipping:
+    """An iterable over ``loader`` past its first ``n`` items."""
+
+    def __init__(self, loader: Iterable, n: int):
+        self.loader, self.n = loader, n
+
+    def __iter__(self):
+        import itertools
+
+        return itertools.islice(iter(self.loader), self.n, None)
+
+
+def _fast_forward(train_dataloader: Callable[[], Iterable], trainer: L.Trainer) -> Callable[[], Iterable]:
+    """``train_dataloader`` with the batches of the steps already trained skipped (counted when the
+    resumed fit asks for its data, after the checkpoint has restored the step). Only an endless
+    stream is skipped; a finite data set's epoch starts again, as Lightning does."""
+
+    def loader() -> Iterable:
+        data = train_dataloader()
+        if hasattr(data, "__len__") and not isinstance(getattr(data, "dataset", None), IterableDataset):
+            return data
+        return _Skipping(data, trainer.global_step * trainer.accumulate_grad_batches)
+    return loader
 
 
 def warmup_cosine(optimizer: torch.optim.Optimizer, warmup: int, total: int
@@ -134,18 +224,28 @@ def warmup_cosine(optimizer: torch.optim.Optimizer, warmup: int, total: int
 
 
 def logged_history(trainer: L.Trainer) -> dict[str, list[tuple[int, float]]]:
-    """What the trainer's CSV logger recorded: ``{name: [(step, value), ...]}``, for plotting."""
+    """What the trainer's CSV logger recorded: ``{name: [(step, value), ...]}``, for plotting. A resumed
+    run logs into a new version folder; its rows replace the earlier ones from the step it resumed at."""
     import csv
 
+    rows: dict[int, dict[str, float]] = {}
+    versions = sorted(Path(trainer.logger.root_dir).glob("version_*"), key=lambda p: int(p.name.split("_")[1]))
+    for version in versions:  # a run shorter than its logging interval logged nothing
+        path = version / "metrics.csv"
+        if not path.is_file():
+            continue
+        with open(path) as f:
+            logged = list(csv.DictReader(f))
+        if logged:
+            first = min(int(r["step"]) for r in logged)
+            rows = {step: row for step, row in rows.items() if step < first}
+        for row in logged:
+            values = {k: float(v) for k, v in row.items() if k not in ("step", "epoch") and v not in ("", None)}
+            rows.setdefault(int(row["step"]), {}).update(values)
     history: dict[str, list[tuple[int, float]]] = {}
-    path = Path(trainer.logger.log_dir) / "metrics.csv"
-    if not path.is_file():  # a run shorter than its logging interval logged nothing
-        return history
-    with open(path) as f:
-        for row in csv.DictReader(f):
-            for key, value in row.items():
-                if key not in ("step", "epoch") and value not in ("", None):
-                    history.setdefault(key, []).append((int(row["step"]), float(value)))
+    for step in sorted(rows):
+        for key, value in rows[step].items():
+            history.setdefault(key, []).append((step, value))
     return history
 
 
@@ -252,27 +352,36 @@ def train(
     seed: int = 0,
     out: str | Path | None = None,
     ship: bool = False,
+    checkpoint_every: int = 100,
 ) -> tuple[L.LightningModule, dict[str, Any], Path]:
     """Train model ``name`` from scratch, evaluate it, and save a checkpoint; return (model, metrics, folder).
 
     Logs go to ``out`` or a new ``runs/train/NAME-PROFILE-TIME/``; the checkpoint goes there too, or,
     with ``ship``, replaces ``data/checkpoints/NAME`` (the old one stays until the new one is complete).
-    """
+    Every ``checkpoint_every`` steps the run's state is saved; an interrupted run is resumed by the same
+    command with ``out`` its folder, and ends as it would have uninterrupted."""
     recipe = get_recipe(name)
     profile = resolve_profile(profile)
-    if ship and out is not None:
-        raise CotlabError("--ship writes to data/checkpoints: leave out --out, or drop --ship")
+    if checkpoint_every < 1:
+        raise CotlabError(f"--checkpoint-every must be at least 1 step, got {checkpoint_every}")
+    settings = {"name": name, "profile": profile, "seed": seed}
     if out is not None:
         run_dir = Path(out)
-        if run_dir.exists() and any(run_dir.iterdir()):
-            raise CotlabError(f"{out} is not empty: choose a new --out folder")
+        _check_resumable(run_dir, settings)
     else:
         run_dir = new_run_dir(RUNS_DIR / "train", f"{name}-{profile}-{timestamp()}")
+    atomic_write_json(run_dir / "train.json", settings)
+    resuming = (run_dir / "resume" / "last.ckpt").is_file()
+    remove_temporaries(run_dir)
+    command = f"cotlab train {name} --profile {profile} --seed {seed}" + (" --ship" if ship else "")
+    print(f"{'resuming' if resuming else 'training'} {name} in {run_dir}; if interrupted, resume with: "
+          f"{command} --out {run_dir}")
 
     seed_everything(seed)
     module = recipe.build(profile)
     start = time.perf_counter()
-    trainer = fit(module, recipe.datamodule(profile, seed), profile=profile, run_dir=run_dir, name=name)
+    trainer = fit(module, recipe.datamodule(profile, seed), profile=profile, run_dir=run_dir, name=name,
+                  checkpoint_every=checkpoint_every)
     train_seconds = time.perf_counter() - start
 
     module.eval()
@@ -284,7 +393,7 @@ def train(
     card = dict(
         name=name,
         profile=profile,
-        command=f"cotlab train {name} --profile {profile} --seed {seed}" + (" --ship" if ship else ""),
+        command=command,
         train_seconds=train_seconds,
         steps=trainer.global_step,
         metrics=metrics,
@@ -294,7 +403,23 @@ def train(
         directory = _replace_folder(DATA_DIR / "checkpoints" / name, lambda tmp: save_checkpoint(module, tmp, **card))
     else:
         directory = save_checkpoint(module, run_dir, **card)
+    shutil.rmtree(run_dir / "resume", ignore_errors=True)  # finished: the checkpoint is what counts now
     return module, metrics, directory
+
+
+def _check_resumable(run_dir: Path, settings: dict) -> None:
+    """Refuse an ``--out`` folder that holds anything but an unfinished run of these settings."""
+    if not run_dir.exists() or not any(run_dir.iterdir()):
+        return
+    if (run_dir / "model.safetensors").exists():
+        raise CotlabError(f"{run_dir} holds a finished checkpoint: choose a new --out folder")
+    try:
+        before = json.loads((run_dir / "train.json").read_text())
+    except (FileNotFoundError, ValueError):
+        raise CotlabError(f"{run_dir} is not empty and holds no run to resume: choose a new --out folder") from None
+    if before != settings:
+        raise CotlabError(f"{run_dir} holds a run of {before}, not {settings}: resume it with those settings, "
+                          "or choose a new --out folder")
 
 
 def _replace_folder(target: Path, write: Callable[[Path], Any]) -> Path:

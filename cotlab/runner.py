@@ -2,13 +2,16 @@
 
 A run folder ``runs/<YYYYmmdd-HHMMSS>-<profile>/`` holds, for each notebook ``NN_name``: the executed
 ``NN_name.ipynb``, its ``NN_name.html`` page and the ``NN_name/`` folder where the notebook writes its
-figures and ``metrics.json``; plus ``summary.md`` and ``summary.json`` over all of them.
+figures and ``metrics.json``; plus ``summary.md`` and ``summary.json`` over all of them. An interrupted
+run is finished by ``cotlab run --resume FOLDER``: the notebooks that completed are kept as they are, the
+rest run again from the start (a notebook's executed copy appears only once it has run to the end).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,7 +22,7 @@ from cotlab.errors import CotlabError
 from cotlab.io import REPO_ROOT, RUNS_DIR, atomic_write_json, atomic_write_text, new_run_dir, timestamp
 from cotlab.profiles import resolve_profile
 
-NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
+NOTEBOOKS_DIR = Path(os.environ.get("COTLAB_NOTEBOOKS", REPO_ROOT / "notebooks"))
 STATUS_MARK = {"ok": "✓", "failed": "✗", "skipped": "–"}
 
 
@@ -57,14 +60,19 @@ def run_notebooks(
     stop_on_error: bool = False,
     out_root: str | Path | None = None,
     notebooks_dir: str | Path = NOTEBOOKS_DIR,
+    resume: str | Path | None = None,
 ) -> Path:
     """Execute the notebooks in ``profile`` with ``params`` injected; return the new run folder.
 
     A failing notebook is recorded (its cell and error) and the run goes on, unless ``stop_on_error``.
-    """
+    With ``resume`` (an interrupted run's folder) the profile, notebooks and parameters are that run's,
+    and only the notebooks it did not finish run again."""
     import papermill
     from papermill.exceptions import PapermillExecutionError
 
+    kept: dict[str, dict[str, Any]] = {}
+    if resume is not None:
+        out, profile, only, params, kept = _resumed(Path(resume))
     profile = resolve_profile(profile)
     params = dict(params or {})
     if "profile" in params:
@@ -72,22 +80,36 @@ def run_notebooks(
     if "run_dir" in params:
         raise CotlabError("cotlab run chooses each notebook's run_dir itself: drop -p run_dir")
     notebooks = list_notebooks(notebooks_dir, only)
-    out = new_run_dir(out_root or RUNS_DIR, f"{timestamp()}-{profile}").resolve()
-    print(f"cotlab run: {len(notebooks)} notebook(s), profile {profile}, into {out}")
+    known = set().union(*(papermill.inspect_notebook(str(nb)) for nb in notebooks))
+    unknown = sorted(set(params) - known)
+    if unknown:
+        raise CotlabError(f"no notebook of this run has a parameter {unknown[0]!r}: choose from "
+                          f"{', '.join(sorted(known - {'profile', 'run_dir'}))}")
+    if resume is None:
+        out = new_run_dir(out_root or RUNS_DIR, f"{timestamp()}-{profile}").resolve()
+    print(f"cotlab run: {len(notebooks)} notebook(s), profile {profile}, into {out}; if interrupted, finish it "
+          f"with: cotlab run --resume {out}")
+    _write_plan(out, profile, only, params)
 
     results: list[dict[str, Any]] = []
     for i, nb in enumerate(notebooks, 1):
+        if nb.stem in kept:
+            print(f"[{i}/{len(notebooks)}] {nb.stem}: kept from the interrupted run")
+            results.append(kept[nb.stem])
+            continue
         if stop_on_error and any(r["status"] == "failed" for r in results):
             results.append({"notebook": nb.stem, "status": "skipped", "minutes": 0.0, "metrics": {}, "error": None})
             continue
         print(f"[{i}/{len(notebooks)}] {nb.stem}")
         run_dir = out / nb.stem
+        shutil.rmtree(run_dir, ignore_errors=True)  # what an interrupted attempt left
+        running = out / f".{nb.stem}.running.ipynb"  # papermill saves as it goes: renamed once it ends
         error = None
         start = time.perf_counter()
         try:
             with _environment(COTLAB_PROFILE=profile):
                 papermill.execute_notebook(
-                    nb, out / nb.name,
+                    nb, running,
                     parameters={"profile": profile, "run_dir": str(run_dir), **params},
                     cwd=nb.parent, kernel_name="python3", progress_bar=True, execution_timeout=None,
                 )
@@ -105,7 +127,8 @@ def run_notebooks(
         results.append(result)
         print(f"    {STATUS_MARK[result['status']]} {result['minutes']:.2f} min  "
               f"{_failure(error) or _headline(result['metrics'])}")
-        if (out / nb.name).exists():
+        if running.exists():
+            running.replace(out / nb.name)
             _export_html(out / nb.name, out / f"{nb.stem}.html")
         _write_summary(out, profile, params, results)
 
@@ -116,14 +139,35 @@ def run_notebooks(
     return out
 
 
+def _write_plan(out: Path, profile: str, only: list[str] | None, params: dict[str, Any]) -> None:
+    """``run.json``: what this run was asked to do, so that ``--resume`` can finish it."""
+    atomic_write_json(out / "run.json", {"profile": profile, "only": only, "parameters": params})
+
+
+def _resumed(out: Path) -> tuple[Path, str, list[str] | None, dict[str, Any], dict[str, dict[str, Any]]]:
+    """An interrupted run's folder, profile, notebooks, parameters and finished notebooks' results."""
+    try:
+        plan = json.loads((out / "run.json").read_text())
+    except (FileNotFoundError, ValueError):
+        raise CotlabError(f"{out} is not a cotlab run folder (no run.json): pass the folder "
+                          "`cotlab run` printed, e.g. runs/20261129-120000-cpu") from None
+    for stale in out.glob(".*.running.ipynb"):
+        stale.unlink()
+    summary = out / "summary.json"
+    done = json.loads(summary.read_text())["notebooks"] if summary.is_file() else []
+    kept = {r["notebook"]: r for r in done if r["status"] == "ok" and (out / f"{r['notebook']}.ipynb").is_file()}
+    return out.resolve(), plan["profile"], plan["only"], plan["parameters"], kept
+
+
 def refresh_notebooks(profile: str | None = None, only: list[str] | None = None,
                       notebooks_dir: str | Path = NOTEBOOKS_DIR) -> None:
     """Execute the committed notebooks in place, in ``profile`` (default cpu): the outputs readers see.
 
-    Only ``interactive = False`` is injected (papermill keeps that cell, so the committed notebook says
-    its figures are static); the profile comes from the environment, so ``make test``'s nbval can
-    execute the same notebook again in the smoke profile. Figures go to a new ``runs/interactive/``
-    folder as in JupyterLab, and the widgets' saved state is dropped."""
+    It runs with ``interactive = False`` (static figures, what a reader sees on GitHub), and papermill's
+    injected cell that says so is then dropped: opened in JupyterLab, the notebook runs its viewers as
+    widgets. The profile comes from the environment, so ``make test``'s nbval can execute the same
+    notebook again in the smoke profile. Figures go to a new ``runs/interactive/`` folder as in
+    JupyterLab, and the widgets' saved state is dropped."""
     import papermill
 
     profile = resolve_profile(profile)
@@ -135,6 +179,8 @@ def refresh_notebooks(profile: str | None = None, only: list[str] | None = None,
                                        kernel_name="python3", progress_bar=False, execution_timeout=None)
         notebook = json.loads(running.read_text())
         notebook["metadata"].pop("widgets", None)
+        notebook["metadata"].get("papermill", {}).pop("parameters", None)
+        notebook["cells"] = [c for c in notebook["cells"] if "injected-parameters" not in c["metadata"].get("tags", [])]
         atomic_write_text(nb, json.dumps(notebook, indent=1, ensure_ascii=False) + "\n")
         running.unlink()
         print(f"{nb.name}: {(time.perf_counter() - start) / 60:.1f} min in the {profile} profile")
