@@ -2,7 +2,7 @@
 VENV ?= .venv
 PY = $(VENV)/bin/python
 
-.PHONY: run test lab bench notebooks clean
+.PHONY: run test lab bench gpu-check notebooks clean
 
 # The venv, rebuilt when pyproject.toml changes. Torch comes first so that a machine without a GPU
 # gets the CPU build: here torch==2.13.0+cpu lies on the machine's disk and pip finds it through the
@@ -22,9 +22,10 @@ $(VENV)/.installed: pyproject.toml
 run: $(VENV)/.installed
 	$(VENV)/bin/cotlab run
 
-# Unit tests, then every notebook executed in the smoke profile with its checked outputs compared.
+# Unit tests (the browser test among them, skipped with its reason where Chromium is missing), then every
+# notebook executed in the smoke profile with its checked outputs compared.
 test: $(VENV)/.installed
-	COTLAB_PROFILE=smoke $(PY) -m pytest -q tests
+	COTLAB_PROFILE=smoke $(PY) -m pytest -q -rs tests
 	COTLAB_PROFILE=smoke $(PY) -m pytest -q --nbval-lax --nbval-current-env -p no:cacheprovider notebooks/
 
 lab: $(VENV)/.installed
@@ -36,6 +37,12 @@ notebooks: $(VENV)/.installed
 
 bench: $(VENV)/.installed
 	$(VENV)/bin/cotlab bench evaluator
+
+# On a CUDA machine: every recipe trained a few steps in the gpu profile (bf16), every shipped generator
+# sampled, one table of throughput and peak GPU memory (never part of `make test`). Without CUDA it says
+# how to try it on the CPU: $(PY) -m cotlab.gpu_check --device cpu --profile smoke.
+gpu-check: $(VENV)/.installed
+	$(PY) -m cotlab.gpu_check
 
 # Removes caches and build litter; keeps .venv and runs/ (your results).
 clean:
