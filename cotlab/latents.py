@@ -111,17 +111,20 @@ def load_or_build_latent_cache(autoencoder: str, text_encoder: str, scenes: int,
 
 
 class _CachedBatches(IterableDataset):
-    """Endless batches of the cache, in a fresh random order each pass (from ``seed``)."""
+    """Endless batches of the cache, in a fresh random order each pass (from ``seed``); of each pass's
+    batches, rank r of W distributed ranks takes the r-th, (r+W)-th, … (as a ``DistributedSampler``
+    would), so no two ranks train on the same batch."""
 
-    def __init__(self, cache: dict, batch_size: int, seed: int):
-        self.cache, self.batch_size, self.seed = cache, batch_size, seed
+    def __init__(self, cache: dict, batch_size: int, seed: int, rank: int = 0, world_size: int = 1):
+        self.cache, self.batch_size, self.seed, self.rank, self.world_size = cache, batch_size, seed, rank, world_size
 
     def __iter__(self):
         generator = torch.Generator().manual_seed(self.seed)
         N = len(self.cache["latent"])
         while True:
             order = torch.randperm(N, generator=generator)
-            for start in range(0, N - self.batch_size + 1, self.batch_size):
+            starts = range(0, N - self.batch_size + 1, self.batch_size)
+            for start in starts[self.rank::self.world_size]:
                 rows = order[start:start + self.batch_size]
                 captions = self.cache["caption"][rows]
                 yield {"latent": self.cache["latent"][rows], "text": self.cache["text"][captions],
@@ -139,6 +142,8 @@ class CachedLatents(L.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         cache = load_or_build_latent_cache(self.autoencoder, self.text_encoder, self.scenes)
-        if len(cache["latent"]) < self.batch_size:
-            raise ValueError(f"a cache of {self.scenes} scenes cannot fill a batch of {self.batch_size}")
-        return DataLoader(_CachedBatches(cache, self.batch_size, self.seed), batch_size=None)
+        rank, world_size = (self.trainer.global_rank, self.trainer.world_size) if self.trainer is not None else (0, 1)
+        if len(cache["latent"]) < self.batch_size * world_size:
+            raise ValueError(f"a cache of {self.scenes} scenes cannot fill a batch of {self.batch_size}"
+                             + (f" on each of {world_size} ranks" if world_size > 1 else ""))
+        return DataLoader(_CachedBatches(cache, self.batch_size, self.seed, rank, world_size), batch_size=None)

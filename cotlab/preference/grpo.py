@@ -256,15 +256,17 @@ class GRPO(MaskedAR):
                 kept_rollouts = _select(rollouts, rows)
                 old = self.unit_logp(self, kept_rollouts)
                 reference = self.unit_logp(self.frozen("base"), kept_rollouts) if c.kl_beta else None
-        for share in torch.arange(len(rows)).chunk(c.updates) if len(rows) else [None] * c.updates:
-            if share is not None and len(share):
+        for share in torch.arange(len(rows)).tensor_split(c.updates):  # `updates` shares, empty if nothing is kept
+            optimizer.zero_grad()
+            if len(share):
                 part = _select(kept_rollouts, share)
                 loss, more = grpo_objective(self.unit_logp(self, part), old[share], advantages[rows[share]].to(self.device),
                                             None if reference is None else reference[share], c.clip, c.kl_beta)
-                optimizer.zero_grad()
                 self.manual_backward(loss)
-                self.clip_gradients(optimizer, gradient_clip_val=1.0, gradient_clip_algorithm="norm")
                 logs.update(loss=loss.detach(), **more)
+            elif self.trainer.world_size > 1:  # DDP averages gradients in each backward: a rank with none adds zeros
+                self.manual_backward(sum(p.sum() for p in self.parameters() if p.requires_grad) * 0.0)
+            self.clip_gradients(optimizer, gradient_clip_val=1.0, gradient_clip_algorithm="norm")
             optimizer.step()  # a step without gradients (nothing kept) still counts, so max_steps ends training
             scheduler.step()
         for name, value in logs.items():

@@ -66,16 +66,19 @@ def load_reward(name: str) -> Reward:
 
 class PromptStream(IterableDataset):
     """Endless batches of ``size`` training prompts (the caption grammar; never a held-out binding):
-    ``{"caption": [...], "meta": [...]}``, reproducible from ``seed``."""
+    ``{"caption": [...], "meta": [...]}``, reproducible from ``seed``. Of each W batches drawn, rank r
+    of W distributed ranks takes the r-th, so no two ranks see the same prompts."""
 
-    def __init__(self, size: int, seed: int = 0):
-        self.size, self.seed = size, seed
+    def __init__(self, size: int, seed: int = 0, rank: int = 0, world_size: int = 1):
+        self.size, self.seed, self.rank, self.world_size = size, seed, rank, world_size
 
     def __iter__(self) -> Iterator[dict]:
         rng = np.random.default_rng(self.seed)
         while True:
-            metas = [sample_prompt(rng) for _ in range(self.size)]
-            yield {"caption": [m["prompt"] for m in metas], "meta": metas}
+            for r in range(self.world_size):
+                metas = [sample_prompt(rng) for _ in range(self.size)]
+                if r == self.rank:
+                    yield {"caption": [m["prompt"] for m in metas], "meta": metas}
 
 
 class PromptData(L.LightningDataModule):
@@ -86,4 +89,6 @@ class PromptData(L.LightningDataModule):
         self.size, self.seed = size, seed
 
     def train_dataloader(self) -> DataLoader:
-        return DataLoader(PromptStream(self.size, self.seed), batch_size=None, collate_fn=lambda batch: batch)
+        rank, world_size = (self.trainer.global_rank, self.trainer.world_size) if self.trainer is not None else (0, 1)
+        return DataLoader(PromptStream(self.size, self.seed, rank, world_size), batch_size=None,
+                          collate_fn=lambda batch: batch)

@@ -63,7 +63,7 @@ class Discriminator(nn.Module):
 
     def __init__(self, width: int, blocks: tuple[int, ...]):
         super().__init__()
-        self.blocks = tuple(blocks)
+        self.width, self.blocks = width, tuple(blocks)
         self.heads = nn.ModuleList(DiscriminatorHead(width) for _ in self.blocks)
 
     def forward(self, teacher, x_theta: torch.Tensor, theta: torch.Tensor, text: torch.Tensor,
@@ -80,3 +80,17 @@ class Discriminator(nn.Module):
             for hook in hooks:
                 hook.remove()
         return torch.cat([head(h.transpose(1, 2)) for head, h in zip(self.heads, features)], dim=1)
+
+    def __reduce__(self):
+        """Pickled as its sizes and tensors: spectral norm's convolutions cannot be pickled themselves,
+        and ``ddp_spawn`` pickles the model it sends to each process."""
+        return _unpickled, (self.width, self.blocks, self.training, self.state_dict(keep_vars=True))
+
+
+def _unpickled(width: int, blocks: tuple[int, ...], training: bool, state: dict) -> Discriminator:
+    """The pickled ``Discriminator`` again, holding the pickled tensors (built on the meta device:
+    no memory and no random draws for weights that are replaced at once)."""
+    with torch.device("meta"):
+        discriminator = Discriminator(width, blocks)
+    discriminator.load_state_dict(state, assign=True)
+    return discriminator.train(training)

@@ -28,7 +28,9 @@ distilled into a guidance embedding (scaled by 0.1, zero-initialised): the stude
 weighting) is re-noised to θ_D and judged by heads on the frozen teacher's features
 (``cotlab.sprint.discriminator``); hinge losses L_D = ½(E relu(1 − D(real)) + E relu(1 + D(fake))),
 L_G = −E D(fake), with real latents paired with the wrong captions as extra fakes. The student's loss
-is λ_sCM·L_sCM + λ_adv·L_G (1 and 0.5); G and D steps alternate.
+is λ_sCM·L_sCM + λ_adv·L_G (1 and 0.5). Both players step on the same batch from one backward
+pass of L_student + L_D: D is held fixed inside L_G and the student's image detached inside L_D, so
+each loss reaches only its own player (and under DDP every parameter gets its gradient averaged).
 """
 from __future__ import annotations
 
@@ -117,7 +119,7 @@ class SprintStudent(SanaDiT):
 
     def __init__(self, config: SprintConfig):
         super().__init__(config)
-        self.automatic_optimization = False  # generator and discriminator steps alternate
+        self.automatic_optimization = False  # two optimisers, each stepping on its own player's gradients
         for block in self.transformer.transformer_blocks:
             block.attn2.set_processor(ExplicitCrossAttention())
         guidance = self.transformer.time_embed.guidance_embedder.linear_2
@@ -126,6 +128,7 @@ class SprintStudent(SanaDiT):
         self.log_variance = nn.Linear(256, 1)  # u(θ), on sinusoidal features of θ's flow time
         nn.init.zeros_(self.log_variance.weight)
         nn.init.zeros_(self.log_variance.bias)
+        self.log_variance.requires_grad_(bool(config.scm_weight))  # it weights L_sCM only: no gradient without it
         self.discriminator = Discriminator(config.width, config.disc_blocks) if config.adv_weight else None
 
     def transformer_options(self) -> dict:
@@ -215,24 +218,23 @@ class SprintStudent(SanaDiT):
             x_g = mix(theta_g)
             F = self.trigflow(x_g / sd, theta_g, own_text, own_mask, cfg)
             fake = theta_g.cos()[:, None, None, None] * x_g - theta_g.sin()[:, None, None, None] * sd * F  # x̂_0
+            self.discriminator.requires_grad_(False)  # L_G moves the student only
             logs["adv"] = -self.judge(fake, own_text, own_mask).mean()
+            self.discriminator.requires_grad_(True)
             loss = loss + c.adv_weight * logs["adv"]
-        opt_g = optimizers[0]
-        opt_g.zero_grad()
-        self.manual_backward(loss)
-        self.clip_gradients(opt_g, gradient_clip_val=c.grad_clip, gradient_clip_algorithm="norm")
-        opt_g.step()
-        self.lr_schedulers().step()
-
-        if c.adv_weight:  # the discriminator's step on real, generated and misaligned latents
-            opt_d = optimizers[1]
+            # the discriminator's loss on real, generated and misaligned latents
             real = self.judge(x_0, own_text, own_mask)
             fakes = self.judge(torch.cat([fake.detach(), x_0.roll(1, dims=0)]), text[:B].repeat(2, 1, 1),
                                own_mask.repeat(2, 1))
             logs["disc"] = 0.5 * (torch.relu(1 - real).mean() + torch.relu(1 + fakes).mean())
-            opt_d.zero_grad()
-            self.manual_backward(logs["disc"])
-            opt_d.optimizer.step()  # the raw optimizer: Lightning's global_step counts the student's steps only
+        for optimizer in optimizers:
+            optimizer.zero_grad()
+        self.manual_backward(loss + logs.get("disc", 0.0))
+        self.clip_gradients(optimizers[0], gradient_clip_val=c.grad_clip, gradient_clip_algorithm="norm")
+        optimizers[0].step()
+        self.lr_schedulers().step()
+        if c.adv_weight:
+            optimizers[1].optimizer.step()  # the raw optimizer: Lightning's global_step counts the student's steps only
         self.log("train_loss", loss, prog_bar=True, batch_size=B)
         for name, value in logs.items():
             self.log(f"train_{name}", value, prog_bar=name in self.PROGRESS, batch_size=B)
