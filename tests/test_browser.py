@@ -216,7 +216,7 @@ def test_every_control_of_the_viewer_changes_its_one_figure(notebook, lab, brows
         moved(f"text {i}")
 
     atomic_write_json(out_dir / f"{notebook.stem}-answers.json", answers)
-    controls = viewer.box.locator(".widget-inline-hbox:has(input, select)").count()
+    controls = viewer.box.locator(".widget-inline-hbox:has(input, select, .noUi-handle)").count()
     assert moves == controls >= 2, f"{moves} of the viewer's {controls} controls moved"
     slow = {k: v for k, v in answers.items() if v > ANSWER_SECONDS}
     assert not slow, f"answers slower than {ANSWER_SECONDS} s: {slow}"

@@ -2,7 +2,8 @@
 child processes, really interrupted (SIGINT as Ctrl-C sends it, SIGTERM as a scheduler sends it, SIGKILL
 as the out-of-memory killer does) once they have written something, and started again with the same
 command. Nothing already written may be lost or left half-written, and the resumed run must end with
-exactly what an uninterrupted run gives.
+exactly what an uninterrupted run gives. Each command meets one of the three signals (each was tried
+with all three when this was written; the parametrisations take more, at half a minute each).
 """
 from __future__ import annotations
 
@@ -66,7 +67,7 @@ def trained_uninterrupted(tmp_path_factory) -> dict[str, torch.Tensor]:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("sig", ["SIGINT", "SIGKILL"])
+@pytest.mark.parametrize("sig", ["SIGKILL"])
 def test_interrupted_training_resumes_to_the_same_weights(sig, trained_uninterrupted, tmp_path):
     out, log = tmp_path / "run", tmp_path / "train.log"
     state = out / "resume" / "last.ckpt"
@@ -111,7 +112,7 @@ def files(folder: Path) -> dict[str, bytes]:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("sig", ["SIGTERM", "SIGKILL"])
+@pytest.mark.parametrize("sig", ["SIGINT"])
 def test_interrupted_generation_resumes_to_the_same_images(sig, prompts, generated_uninterrupted, tmp_path):
     out, log = tmp_path / "run", tmp_path / "generate.log"
     third = out / "00002" / "samples" / "0001.png"
@@ -167,7 +168,7 @@ def run_uninterrupted(notebooks, tmp_path_factory) -> list[dict]:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("sig", ["SIGTERM", "SIGKILL"])
+@pytest.mark.parametrize("sig", ["SIGTERM"])
 def test_interrupted_run_resumes_with_the_finished_notebooks_kept(sig, notebooks, run_uninterrupted, tmp_path):
     runs, log = tmp_path / "runs", tmp_path / "run.log"
     env = {"COTLAB_NOTEBOOKS": str(notebooks), "COTLAB_RUNS": str(runs)}
