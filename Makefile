@@ -23,10 +23,10 @@ run: $(VENV)/.installed
 	$(VENV)/bin/cotlab run
 
 # Unit tests (the browser test among them, skipped with its reason where Chromium is missing), then every
-# notebook executed in the smoke profile with its checked outputs compared.
+# notebook executed in the smoke profile with its checked outputs compared; two workers, a file each at a time.
 test: $(VENV)/.installed
-	COTLAB_PROFILE=smoke $(PY) -m pytest -q -rs tests
-	COTLAB_PROFILE=smoke $(PY) -m pytest -q --nbval-lax --nbval-current-env -p no:cacheprovider notebooks/
+	COTLAB_PROFILE=smoke $(PY) -m pytest -q -rs -n 2 --dist loadfile tests
+	COTLAB_PROFILE=smoke $(PY) -m pytest -q -n 2 --dist loadfile --nbval-lax --nbval-current-env -p no:cacheprovider notebooks/
 
 lab: $(VENV)/.installed
 	$(VENV)/bin/jupyter lab notebooks/

@@ -161,6 +161,22 @@ def type_into(page, box, text: str) -> None:
     page.keyboard.press("Enter")
 
 
+def wait_until_idle(page, seconds: float = 1.5) -> None:
+    """Wait until the kernel has stayed idle for ``seconds`` (between two queued cells it is idle for
+    only a moment)."""
+    idle = page.get_by_text("Python 3 (ipykernel) | Idle")
+    deadline, since = time.monotonic() + RUN_ALL_SECONDS, None
+    while time.monotonic() < deadline:
+        if idle.count():
+            since = since or time.monotonic()
+            if time.monotonic() - since >= seconds:
+                return
+        else:
+            since = None
+        time.sleep(0.1)
+    raise AssertionError(f"the notebook's cells were still running after {RUN_ALL_SECONDS:.0f} s")
+
+
 def menu(page, name: str, entry: str) -> None:
     """Click a menu of the menu bar, then one of its entries."""
     page.get_by_role("menuitem", name=name, exact=True).click()
@@ -181,6 +197,7 @@ def test_every_control_of_the_viewer_changes_its_one_figure(notebook, lab, brows
     menu(page, "Run", "Run All Cells")
     viewer = Viewer(page)
     viewer.output.locator("img").wait_for(timeout=RUN_ALL_SECONDS * 1000)
+    wait_until_idle(page)  # the cells after the viewer's have run too: a move is answered at once
     viewer.box.scroll_into_view_if_needed()
     shot = lambda name: page.screenshot(path=str(out_dir / f"{notebook.stem}-{name}.png"))
     shot("0-start")

@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from cotlab.cli import main
+from cotlab.errors import CotlabError
 from cotlab.geneval import benchmark_prompts
 from cotlab.harness import save_checkpoint
 from cotlab.io import DATA_DIR
@@ -53,8 +54,9 @@ def test_generate_errors_name_the_fix(tmp_path, capsys):
     assert not (tmp_path / "o").exists()  # nothing written on bad input
 
 
-@pytest.mark.parametrize("option, message", [(["--steps", "0"], "steps must be"), (["--n-samples", "0"], "--n-samples"),
-                                             (["--cfg", "nan"], "--cfg must be a finite number"),
+@pytest.mark.parametrize("option, message", [(["--steps", "0"], "--steps: 0 is not a whole number of 1 or more"),
+                                             (["--n-samples", "0"], "--n-samples: 0 is not"),
+                                             (["--cfg", "nan"], "'nan' is not a finite number"),
                                              (["--solver", "sde"], "unknown solver 'sde'")])
 def test_generate_refuses_bad_options_before_writing_anything(tmp_path, capsys, option, message):
     prompts = str(DATA_DIR / "geneval_shapes" / "evaluation_metadata.jsonl")
@@ -77,3 +79,17 @@ def test_generate_then_score(tmp_path, capsys):
         ["step_00.png", "step_01.png", "step_02.png"]
     assert main(["geneval", "score", str(out)]) == 0
     assert "overall" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("options, message", [({"n_samples": 0}, "--n-samples must be at least 1"),
+                                              ({"cfg": float("nan")}, "--cfg must be a finite number"),
+                                              ({"steps": 0}, "steps")])
+def test_generate_folder_refuses_bad_options_from_python_too(tmp_path, options, message):
+    """The checks behind the CLI's, for code that calls ``generate_folder`` itself."""
+    from cotlab.generate import generate_folder
+
+    torch.manual_seed(0)
+    model = MaskedAR(MaskedARConfig.for_profile("smoke"))
+    with pytest.raises(CotlabError, match=message):
+        generate_folder(model, benchmark_prompts()[:1], tmp_path / "o", **options)
+    assert not (tmp_path / "o").exists()
