@@ -283,7 +283,10 @@ def _report(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``cotlab`` command; returns the exit code."""
     argv = sys.argv[1:] if argv is None else list(argv)
-    args = build_parser(argv).parse_args(argv)
+    try:
+        args = build_parser(argv).parse_args(argv)
+    except SystemExit as e:  # a refused option (2, said in one line by Parser.error), or --help / --version (0)
+        return e.code
     signal.signal(signal.SIGTERM, _interrupt)  # a scheduler's stop is handled as Ctrl-C is
     try:
         return args.handler(args)

@@ -112,10 +112,7 @@ def refusal(command: str, files: dict, root: Path) -> tuple[int, str, str]:
     os.environ["COTLAB_PROFILE"] = "smoke"
     try:
         with redirect_stdout(out), redirect_stderr(err):
-            try:
-                code = main(command.split())
-            except SystemExit as e:  # argparse
-                code = e.code
+            code = main(command.split())
     finally:
         os.chdir(cwd)
         os.environ.pop("COTLAB_PROFILE") if profile is None else os.environ.update(COTLAB_PROFILE=profile)

@@ -13,9 +13,7 @@ from cotlab.masked_ar.model import MaskedAR, MaskedARConfig
 
 
 def test_help_lists_the_commands(capsys):
-    with pytest.raises(SystemExit) as exit:
-        main(["--help"])
-    assert exit.value.code == 0
+    assert main(["--help"]) == 0
     out = capsys.readouterr().out
     for command in ("run", "train", "generate", "geneval", "bench"):
         assert command in out
@@ -24,9 +22,7 @@ def test_help_lists_the_commands(capsys):
 @pytest.mark.parametrize("command", [["run"], ["train"], ["generate"], ["geneval", "score"], ["bench", "evaluator"],
                                      ["bench", "tokenizers"], ["bench", "decoding"]])
 def test_every_subcommand_has_help(command, capsys):
-    with pytest.raises(SystemExit) as exit:
-        main([*command, "--help"])
-    assert exit.value.code == 0 and "usage: cotlab" in capsys.readouterr().out
+    assert main([*command, "--help"]) == 0 and "usage: cotlab" in capsys.readouterr().out
 
 
 def test_unknown_model_is_a_one_line_error(capsys):
@@ -90,6 +86,6 @@ def test_generate_folder_refuses_bad_options_from_python_too(tmp_path, options, 
 
     torch.manual_seed(0)
     model = MaskedAR(MaskedARConfig.for_profile("smoke"))
-    with pytest.raises(CotlabError, match=message):
+    with pytest.raises((CotlabError, ValueError), match=message):  # the CLI says either in one line
         generate_folder(model, benchmark_prompts()[:1], tmp_path / "o", **options)
     assert not (tmp_path / "o").exists()

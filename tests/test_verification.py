@@ -193,8 +193,7 @@ def test_generate_with_a_verifier(tmp_path, generator):
 
 
 def test_generate_help_lists_every_verifier_of_the_table(capsys):
-    with pytest.raises(SystemExit):
-        main(["generate", "--help"])
+    assert main(["generate", "--help"]) == 0
     out = "".join(capsys.readouterr().out.split())  # argparse wraps lines, also at hyphens
     assert all("".join(f"{name}: {v.description}".split()) in out for name, v in search.VERIFIERS.items())
 
