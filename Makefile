@@ -23,10 +23,12 @@ run: $(VENV)/.installed
 	$(VENV)/bin/cotlab run
 
 # Unit tests (the browser test among them, skipped with its reason where Chromium is missing), then every
-# notebook executed in the smoke profile with its checked outputs compared; two workers, a file each at a time.
+# notebook executed in the smoke profile with its checked outputs compared. The unit tests run on two
+# workers, a file each at a time and one thread each (tests/conftest.py); nbval runs alone (two kernels
+# of two threads each on two cores were several times slower than one after the other).
 test: $(VENV)/.installed
 	COTLAB_PROFILE=smoke $(PY) -m pytest -q -rs -n 2 --dist loadfile tests
-	COTLAB_PROFILE=smoke $(PY) -m pytest -q -n 2 --dist loadfile --nbval-lax --nbval-current-env -p no:cacheprovider notebooks/
+	COTLAB_PROFILE=smoke $(PY) -m pytest -q --nbval-lax --nbval-current-env -p no:cacheprovider notebooks/
 
 lab: $(VENV)/.installed
 	$(VENV)/bin/jupyter lab notebooks/
