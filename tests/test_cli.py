@@ -50,9 +50,9 @@ def test_generate_errors_name_the_fix(tmp_path, capsys):
     assert not (tmp_path / "o").exists()  # nothing written on bad input
 
 
-@pytest.mark.parametrize("option, message", [(["--steps", "0"], "--steps: 0 is not a whole number of 1 or more"),
-                                             (["--n-samples", "0"], "--n-samples: 0 is not"),
-                                             (["--cfg", "nan"], "'nan' is not a finite number"),
+@pytest.mark.parametrize("option, message", [(["--steps", "0"], "--steps: '0' is not a whole number of 1 or more"),
+                                             (["--n-samples", "0"], "--n-samples: '0' is not"),
+                                             (["--cfg", "nan"], "'nan' is not a guidance weight"),
                                              (["--solver", "sde"], "unknown solver 'sde'")])
 def test_generate_refuses_bad_options_before_writing_anything(tmp_path, capsys, option, message):
     prompts = str(DATA_DIR / "geneval_shapes" / "evaluation_metadata.jsonl")
