@@ -13,9 +13,16 @@ from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 
 import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
+from cotlab import options
 from cotlab.cli import main
+from cotlab.errors import CotlabError
+from cotlab.geneval import judge, truth, validate_metadata
+from cotlab.shapes import COLORS, SHAPES, Obj, Scene, World
+from cotlab.widgets import PROMPTS, parse_prompt
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 PROMPT = {"tag": "single_object", "include": [{"class": "circle", "count": 1}], "prompt": "a photo of a circle"}
@@ -166,15 +173,6 @@ if __name__ == "__main__":  # rewrite the README's table from the cases
 
 
 # ---- properties (hypothesis) ------------------------------------------------------------------
-from hypothesis import assume, given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
-
-from cotlab import options  # noqa: E402
-from cotlab.errors import CotlabError  # noqa: E402
-from cotlab.geneval import judge, truth, validate_metadata  # noqa: E402
-from cotlab.shapes import COLORS, SHAPES, Obj, Scene, World  # noqa: E402
-from cotlab.widgets import PROMPTS, parse_prompt  # noqa: E402
-
 JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=12),
                     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
                     max_leaves=12)
