@@ -2,7 +2,7 @@
 VENV ?= .venv
 PY = $(VENV)/bin/python
 
-.PHONY: run test lab bench gpu-check notebooks clean
+.PHONY: run test lab bench gpu-check mutation notebooks clean
 
 # The venv, rebuilt when pyproject.toml changes. Torch comes first so that a machine without a GPU
 # gets the CPU build: here torch==2.13.0+cpu lies on the machine's disk and pip finds it through the
@@ -45,6 +45,13 @@ bench: $(VENV)/.installed
 # how to try it on the CPU: $(PY) -m cotlab.gpu_check --device cpu --profile smoke.
 gpu-check: $(VENV)/.installed
 	$(PY) -m cotlab.gpu_check
+
+# How well the tests guard the numbers: mutmut over the number-making modules (cotlab/mutation.py), the score
+# per module written to data/results/mutation.json and the README's table (never part of `make test`).
+mutation: $(VENV)/.installed
+	$(PY) -m pip install -q -e ".[mutation]"
+	$(VENV)/bin/cotlab bench mutation --ship
+	$(VENV)/bin/cotlab report --readme
 
 # Removes caches and build litter; keeps .venv and runs/ (your results).
 clean:

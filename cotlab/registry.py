@@ -75,6 +75,8 @@ BENCHES = {  # name -> ("module:attribute" of its Bench, one line of help)
                      "ORM, PRM, PARM, PARM++ and the oracle: GenEval, cost, scaling, verifier quality"),
     "capstone": ("cotlab.preference.bench:BENCH",
                  "verification, DPO, iterative DPO and GRPO alone and together: the paper's table, benchmark and held-out"),
+    "mutation": ("cotlab.mutation:BENCH",
+                 "how well the tests guard the numbers: mutmut's share of killed mutants per number-making module"),
 }
 
 

@@ -1,0 +1,198 @@
+"""How well the tests guard the numbers: the mutation score of the number-making code.
+
+A test protects a number only if breaking the code that makes it fails a test. Mutation testing
+measures exactly that (DeMillo, Lipton and Sayward, *Hints on Test Data Selection*, 1978): mutmut
+(https://github.com/boxed/mutmut) makes many small edits to the code — ``<`` for ``<=``, ``+`` for
+``-``, a constant changed, an argument dropped, a ``return`` emptied — one at a time, and runs the
+tests that cover the edited function. A mutant is *killed* when a test fails (or never finishes: a
+timeout). A module's score is
+
+    score = killed / mutants,
+
+over the functions that make the workbook's numbers (``GROUPS``: the scorer, the metrics, the searches,
+the losses …; a module's plumbing is mutated too but not counted). Every survivor is a missing test
+or an *equivalent* mutant — one that no input can tell apart from the original, e.g. a default
+argument that every caller overrides — and those are named in ``EQUIVALENT`` with the reason, so a
+reader can check each one.
+
+``cotlab bench mutation`` (``make mutation``; not part of ``make test``) runs each group in its own
+scratch folder ``runs/mutation/GROUP/`` — a copy of ``cotlab/`` and ``tests/`` that mutmut edits, so the
+working tree is never touched — on one thread per test process (a forked torch with a thread pool
+hangs), and ``--show`` prints every survivor's diff.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from cotlab.bench import Bench, only_option, parse_names
+from cotlab.errors import CotlabError
+from cotlab.io import DATA_DIR, REPO_ROOT, RUNS_DIR
+
+TARGET = 0.80  # the issue's bar: at least 80 % of a module's counted mutants killed
+
+
+@dataclass(frozen=True)
+class Group:
+    """Modules mutated together and the tests that must kill their mutants. ``counted`` maps a module
+    to the functions whose mutants count (``Class.method`` for a method), or to None for all of them."""
+    counted: dict[str, tuple[str, ...] | None]
+    tests: tuple[str, ...]  # globs under the repository root
+
+
+GROUPS = {
+    "geneval": Group({"cotlab/geneval.py": (
+        "_shape_moments", "_directions", "detect", "_pieces", "_fit", "_object_at", "nearest_render",
+        "relative_position", "check", "evaluate", "judge", "ground_truth", "truth", "judge_folder",
+        "summarize", "_sample_key", "_resampled_tasks", "intervals", "paired_difference", "contrast",
+        "summarize_scores", "compare_folders")},
+        ("tests/test_geneval*.py",)),
+    "stats": Group({"cotlab/stats.py": None}, ("tests/test_stats*.py",)),
+    "metrics": Group({"cotlab/metrics.py": None}, ("tests/test_metrics*.py",)),
+    "clip": Group({"cotlab/clip.py": ("ShapesCLIP.score", "ShapesCLIP.contrastive_loss", "contrast_pair",
+                                      "caption_accuracy")},
+                  ("tests/test_clip*.py",)),
+    "tokenizers": Group({"cotlab/tokenizers/metrics.py": None}, ("tests/test_tokenizer_metrics*.py",)),
+    "masked_ar": Group({"cotlab/masked_ar/model.py": ("cosine_schedule", "random_mask", "MaskedAR.guided_logits",
+                                                       "MaskedAR.loss"),
+                        "cotlab/masked_ar/decoding.py": None},
+                       ("tests/test_masked_ar*.py",)),
+    "verification": Group({"cotlab/verification/search.py": None, "cotlab/verification/evaluate.py": None,
+                           "cotlab/verification/metrics.py": None},
+                          ("tests/test_verification*.py",)),
+    "flow": Group({"cotlab/flow.py": None}, ("tests/test_flow*.py",)),
+    "preference": Group({"cotlab/preference/dpo.py": ("masked_logp", "pair_masks", "dpo_loss", "DPO.loss",
+                                                      "DPO.guidance_term"),
+                         "cotlab/preference/grpo.py": (
+                             "choice_temperatures", "step_log_probability", "trajectory_logp", "remask_ratios",
+                             "remask_masks", "remask_logp", "group_advantages", "grpo_objective")},
+                        ("tests/test_preference*.py", "tests/test_grpo*.py")),
+    "attention": Group({"cotlab/dit/attention.py": None}, ("tests/test_dit_attention*.py",)),
+    "sprint": Group({"cotlab/sprint/model.py": ("SprintStudent.trigflow", "SprintStudent.teacher_velocity",
+                                                "SprintStudent.consistency_loss", "consistency_tangent")},
+                    ("tests/test_sprint*.py",)),
+}
+
+# Survivors that no test can kill, each with the reason: {mutant name: why it is equivalent}.
+EQUIVALENT: dict[str, str] = {}
+
+KILLED, TIMEOUT, SURVIVED, NO_TESTS = "killed", "timeout", "survived", "no tests"
+STATUS = {1: KILLED, 3: KILLED, 0: SURVIVED, 5: NO_TESTS, 33: NO_TESTS,
+          36: TIMEOUT, 24: TIMEOUT, -24: TIMEOUT, 152: TIMEOUT, 255: TIMEOUT}
+MUTANT = re.compile(r"^(?P<module>[\w.]+)\.x(?:_(?P<function>\w+?)|ǁ(?P<cls>\w+)ǁ(?P<method>\w+?))__mutmut_\d+$")
+
+
+def function_of(mutant: str) -> str:
+    """``cotlab.clip.xǁShapesCLIPǁscore__mutmut_3`` -> ``ShapesCLIP.score``; ``…x_agree__mutmut_2`` -> ``agree``."""
+    m = MUTANT.match(mutant)
+    if m is None:
+        raise ValueError(f"not a mutmut mutant name: {mutant}")
+    return m["function"] or f"{m['cls']}.{m['method']}"
+
+
+def tally(statuses: dict[str, str], counted: tuple[str, ...] | None) -> dict:
+    """A module's score from ``{mutant: status}``: the counted mutants' killed, timeout, survived and
+    untested numbers, the score (killed + timeout) / mutants, and the survivors by name."""
+    mine = {k: s for k, s in statuses.items() if counted is None or function_of(k) in counted}
+    n = {status: sum(s == status for s in mine.values()) for status in (KILLED, TIMEOUT, SURVIVED, NO_TESTS)}
+    survivors = sorted(k for k, s in mine.items() if s in (SURVIVED, NO_TESTS))
+    return {"mutants": len(mine), **{k.replace(" ", "_"): v for k, v in n.items()},
+            "score": (n[KILLED] + n[TIMEOUT]) / len(mine) if mine else float("nan"),
+            "survivors": survivors, "equivalent": {k: EQUIVALENT[k] for k in survivors if k in EQUIVALENT},
+            "all_functions_mutants": len(statuses)}
+
+
+def mutmut_config(group: Group, tests: list[str]) -> str:
+    """The ``[tool.mutmut]`` section for one group (TOML)."""
+    def strings(xs):
+        return "[" + ", ".join(json.dumps(x) for x in xs) + "]"
+    return ("[tool.mutmut]\nsource_paths = [\"cotlab\"]\n"
+            f"only_mutate = {strings(group.counted)}\n"
+            f"pytest_add_cli_args_test_selection = {strings(tests)}\n"
+            "pytest_add_cli_args = [\"-q\", \"-p\", \"no:cacheprovider\"]\n")
+
+
+def run_group(name: str, show: bool = False) -> dict:
+    """Mutate one group in ``runs/mutation/NAME/`` and return its per-module tallies."""
+    group = GROUPS[name]
+    tests = sorted(str(p.relative_to(REPO_ROOT)) for g in group.tests for p in REPO_ROOT.glob(g))
+    if not tests:
+        raise CotlabError(f"mutation group '{name}' has no tests matching {', '.join(group.tests)}")
+    scratch = RUNS_DIR / "mutation" / name
+    shutil.rmtree(scratch, ignore_errors=True)
+    for part in ("cotlab", "tests"):
+        shutil.copytree(REPO_ROOT / part, scratch / part, ignore=shutil.ignore_patterns("__pycache__"))
+    (scratch / "pyproject.toml").write_text(mutmut_config(group, tests))
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "COTLAB_DATA": str(DATA_DIR),
+           "COTLAB_RUNS": str(scratch / "runs")}
+    done = subprocess.run([sys.executable, "-m", "mutmut", "run", "--max-children", str(os.cpu_count() or 1)],
+                          cwd=scratch, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    if done.returncode:
+        raise CotlabError(f"mutmut failed on group '{name}' (see {scratch}): {done.stderr.strip().splitlines()[-1:]}")
+    result = {}
+    for module, counted in group.counted.items():
+        meta = json.loads((scratch / "mutants" / (module + ".meta")).read_text())
+        statuses = {k: STATUS.get(code, f"other ({code})") for k, code in meta["exit_code_by_key"].items()}
+        result[module] = {"tests": tests, "counted": list(counted) if counted else "all", **tally(statuses, counted)}
+        if show:
+            for mutant in result[module]["survivors"]:
+                print(subprocess.run([sys.executable, "-m", "mutmut", "show", mutant], cwd=scratch, env=env,
+                                     capture_output=True, text=True).stdout)
+    return result
+
+
+def bench_mutation(args: argparse.Namespace) -> dict:
+    names = parse_names(args.only) or list(GROUPS)
+    unknown = [n for n in names if n not in GROUPS]
+    if unknown:
+        raise CotlabError(f"unknown mutation group {', '.join(unknown)}: choose from {', '.join(GROUPS)}")
+    try:
+        import mutmut  # noqa: F401
+    except ImportError:
+        raise CotlabError("mutation testing needs mutmut: pip install 'mutmut~=3.8.1' (or run make mutation)") from None
+    modules = {}
+    for name in names:
+        modules.update({module: {"group": name, **r} for module, r in run_group(name, args.show).items()})
+    counted = [r for r in modules.values()]
+    total = sum(r["mutants"] for r in counted)
+    caught = sum(r["killed"] + r["timeout"] for r in counted)
+    return {"modules": modules, "mutants": total, "score": caught / total if total else float("nan"),
+            "target": TARGET, "mutmut": _mutmut_version()}
+
+
+def _mutmut_version() -> str:
+    from importlib.metadata import version
+    return version("mutmut")
+
+
+def format_mutation(result: dict) -> str:
+    lines = ["| group | module | counted | mutants | killed | timeout | survived | untested | equivalent | score |",
+             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for module, r in result["modules"].items():
+        counted = "all functions" if r["counted"] == "all" else f"{len(r['counted'])} functions"
+        mark = "" if r["score"] >= result["target"] else " **(< 80 %)**"
+        lines.append(f"| {r['group']} | `{module}` | {counted} | {r['mutants']} | {r['killed']} | {r['timeout']} | "
+                     f"{r['survived']} | {r['no_tests']} | {len(r['equivalent'])} | {r['score']:.0%}{mark} |")
+    lines.append(f"\nAll counted mutants: {result['mutants']}, score {result['score']:.1%} "
+                 f"(mutmut {result['mutmut']}; timeouts count as killed; target ≥ {result['target']:.0%} per module).")
+    named = {k: v for r in result["modules"].values() for k, v in r["equivalent"].items()}
+    if named:
+        lines.append("\nEquivalent survivors (no input can tell them apart):\n")
+        lines += [f"- `{k}`: {v}" for k, v in named.items()]
+    return "\n".join(lines) + "\n"
+
+
+def _arguments(parser: argparse.ArgumentParser) -> None:
+    only_option(parser, f"groups ({', '.join(GROUPS)})")
+    parser.add_argument("--show", action="store_true", help="print each survivor's diff")
+
+
+BENCH = Bench(_arguments, bench_mutation, format_mutation,
+              "mutmut over the number-making modules: the share of mutants the tests kill, per module (target ≥ 80 %)")

@@ -1,0 +1,67 @@
+"""``cotlab bench mutation``: how mutants are named, counted and scored (mutmut itself runs in ``make mutation``)."""
+import math
+import pytest
+
+from cotlab import mutation
+from cotlab.errors import CotlabError
+from cotlab.io import REPO_ROOT
+
+
+def test_function_of_reads_functions_and_methods():
+    assert mutation.function_of("cotlab.stats.x_agree__mutmut_2") == "agree"
+    assert mutation.function_of("cotlab.geneval.x__fit__mutmut_17") == "_fit"
+    assert mutation.function_of("cotlab.clip.xǁShapesCLIPǁscore__mutmut_3") == "ShapesCLIP.score"
+    with pytest.raises(ValueError, match="not a mutmut mutant"):
+        mutation.function_of("cotlab.stats.agree")
+
+
+def test_tally_counts_only_the_counted_functions_and_scores_timeouts_as_killed():
+    statuses = {"m.x_loss__mutmut_1": "killed", "m.x_loss__mutmut_2": "timeout", "m.x_loss__mutmut_3": "survived",
+                "m.x_loss__mutmut_4": "no tests", "m.x_plot__mutmut_1": "survived"}
+    counted = mutation.tally(statuses, ("loss",))
+    # 4 counted mutants: 1 killed + 1 timeout caught, 1 survived, 1 without a test -> 2 / 4
+    assert (counted["mutants"], counted["killed"], counted["timeout"], counted["survived"], counted["no_tests"]) \
+        == (4, 1, 1, 1, 1)
+    assert counted["score"] == 0.5
+    assert counted["survivors"] == ["m.x_loss__mutmut_3", "m.x_loss__mutmut_4"]
+    assert counted["all_functions_mutants"] == 5
+    everything = mutation.tally(statuses, None)
+    assert everything["mutants"] == 5 and everything["score"] == pytest.approx(2 / 5)
+    assert math.isnan(mutation.tally({}, None)["score"])
+
+
+def test_tally_names_the_equivalent_survivors(monkeypatch):
+    monkeypatch.setattr(mutation, "EQUIVALENT", {"m.x_f__mutmut_1": "a default nobody passes"})
+    result = mutation.tally({"m.x_f__mutmut_1": "survived", "m.x_f__mutmut_2": "survived"}, None)
+    assert result["equivalent"] == {"m.x_f__mutmut_1": "a default nobody passes"}
+    assert result["score"] == 0  # an equivalent survivor is named, never counted as killed
+
+
+def test_every_group_names_existing_modules_functions_and_tests():
+    for name, group in mutation.GROUPS.items():
+        assert any(REPO_ROOT.glob(g) for g in group.tests), name
+        for module, counted in group.counted.items():
+            source = (REPO_ROOT / module).read_text()
+            for function in counted or ():
+                assert f"def {function.split('.')[-1]}(" in source, (module, function)
+
+
+def test_the_mutmut_config_names_the_group_modules_and_tests():
+    config = mutation.mutmut_config(mutation.GROUPS["flow"], ["tests/test_flow.py"]).splitlines()
+    assert config[0] == "[tool.mutmut]"
+    assert 'only_mutate = ["cotlab/flow.py"]' in config
+    assert 'pytest_add_cli_args_test_selection = ["tests/test_flow.py"]' in config
+
+
+def test_an_unknown_group_is_refused_in_one_line():
+    from argparse import Namespace
+    with pytest.raises(CotlabError, match="unknown mutation group nope"):
+        mutation.bench_mutation(Namespace(only="nope", show=False))
+
+
+def test_the_table_marks_a_module_below_the_target():
+    module = {"group": "flow", "counted": "all", "mutants": 10, "killed": 7, "timeout": 0, "survived": 3,
+              "no_tests": 0, "equivalent": {}, "score": 0.7}
+    table = mutation.format_mutation({"modules": {"cotlab/flow.py": module}, "mutants": 10, "score": 0.7,
+                                      "target": 0.8, "mutmut": "3.8.1"})
+    assert "| flow | `cotlab/flow.py` | all functions | 10 | 7 | 0 | 3 | 0 | 0 | 70% **(< 80 %)** |" in table
