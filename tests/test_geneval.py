@@ -8,41 +8,22 @@ from PIL import Image
 from cotlab import geneval
 from cotlab.bench import bench_evaluator, break_scene
 from cotlab.errors import CotlabError
-from cotlab.geneval import Detection, evaluate, relative_position
 from cotlab.shapes import TAGS, Obj, Scene, World, make_prompt
+from cotlab.stats import proportion_interval
 
 WORLD = World()
 
 
-def test_relative_position_follows_geneval():
-    a, b = (0, 10, 6, 16), (20, 10, 26, 16)
-    assert relative_position(a, b) == {"left of"}
-    assert relative_position(b, a) == {"right of"}
-    assert relative_position((0, 0, 6, 6), (20, 20, 26, 26)) == {"left of", "above"}
-    assert relative_position((10, 10, 16, 16), (11, 10, 17, 16)) == set()  # within the margin
-
-
-def test_counting_is_exact():
-    meta = make_prompt("counting", [{"class": "circle", "count": 2}])
-    two = [Detection("circle", "red", (0, 0, 5, 5), 1.0)] * 2
-    assert evaluate(two, meta)[0]
-    ok, reason = evaluate(two + [Detection("circle", "blue", (9, 9, 14, 14), 1.0)], meta)
-    assert not ok and "fewer than 3 circle" in reason
-
-
-def test_colour_of_the_detected_object():
-    meta = make_prompt("colors", [{"class": "square", "count": 1, "color": "red"}])
-    ok, reason = evaluate([Detection("square", "blue", (0, 0, 5, 5), 1.0)], meta)
-    assert not ok and "expected red square" in reason
-
-
 def test_detector_recovers_rendered_scenes_exactly():
+    """Every object of 100 sampled scenes, its class, colour and box (within a quarter pixel)."""
     rng = np.random.default_rng(0)
     for _ in range(100):
         scene, meta = WORLD.sample(rng)
         found, notes = geneval.detect(WORLD.render(scene), WORLD)
-        assert sorted((d.shape, d.color) for d in found) == sorted((o.shape, o.color) for o in scene.objects)
-        assert not notes
+        got = sorted((d.shape, d.color, d.box) for d in found)
+        truth = sorted((o.shape, o.color, WORLD.box(o)) for o in scene.objects)
+        assert [g[:2] for g in got] == [t[:2] for t in truth] and not notes
+        assert np.abs(np.array([g[2] for g in got]) - [t[2] for t in truth]).max() < 0.25  # px
 
 
 def test_nearest_render_redraws_what_the_image_shows():
@@ -67,10 +48,18 @@ def test_broken_scenes_fail_with_a_reason(tag):
 
 
 def test_evaluator_bench_small():
-    result = bench_evaluator(n=60, seed=3)
-    assert result["clean"]["verdict_accuracy"] == 1.0
-    assert 0.5 < result["clean"]["failing_share"] + 0.5  # both kinds present
-    assert 0 <= result["degraded"]["verdict_accuracy"] <= 1
+    result = bench_evaluator(n=60, seed=3, progress=False)
+    clean = result["clean"]
+    # every other scene is edited to fail, and on clean renders every verdict and object is right
+    assert clean["failing_share"] == 0.5 and clean["verdict_accuracy"] == clean["object_recovery"] == 1.0
+    assert clean["interval"]["verdict_accuracy"] == proportion_interval(60, 60)
+    assert clean["per_tag"] == dict.fromkeys(TAGS, 1.0)  # 10 scenes each
+    assert clean["per_tag_interval"] == dict.fromkeys(TAGS, proportion_interval(10, 10))
+    for kind in ("degraded", "all degradations"):
+        r = result[kind]
+        right = round(r["verdict_accuracy"] * 60)
+        assert r["verdict_accuracy"] == right / 60 == pytest.approx(np.mean(list(r["per_tag"].values())))
+        assert r["interval"]["verdict_accuracy"] == proportion_interval(right, 60) and r["failing_share"] == 0.5
 
 
 def _write_folder(tmp_path, n_prompts=6):
@@ -107,6 +96,40 @@ def test_score_folder_errors(tmp_path):
     Image.new("L", (32, 32)).save(png)
     with pytest.raises(CotlabError, match="save samples as RGB"):
         geneval.score_folder(tmp_path)
+
+
+def test_judge_folder_rows_and_layout_errors(tmp_path):
+    metas = _write_folder(tmp_path, 2)
+    (tmp_path / "12345").write_text("a stray file")  # neither it nor a non-numbered folder is a prompt
+    (tmp_path / "notes").mkdir()
+    rows = geneval.judge_folder(tmp_path)
+    assert [(r["filename"], r["tag"], r["correct"]) for r in rows] == [
+        (str(tmp_path / f"{i:05d}" / "samples" / f"{j:04d}.png"), TAGS[i], j == 0) for i in range(2) for j in range(2)]
+    assert [json.loads(r["metadata"]) for r in rows] == [metas[0], metas[0], metas[1], metas[1]]
+    with pytest.raises(CotlabError, match="not in GenEval's layout"):
+        geneval.judge_folder(tmp_path / "missing")
+    (tmp_path / "00001" / "samples" / "0001.png").unlink()
+    with pytest.raises(CotlabError, match=r"00001/samples holds 1 image but 00000 holds 2: an interrupted generation\? "
+                                          "run the same cotlab generate command again to finish it"):
+        geneval.judge_folder(tmp_path)
+    (tmp_path / "00001" / "samples" / "0000.png").unlink()
+    with pytest.raises(CotlabError, match="00001/samples holds no PNG images"):
+        geneval.judge_folder(tmp_path)
+    (tmp_path / "00001" / "metadata.jsonl").unlink()
+    with pytest.raises(CotlabError, match="00001 has no metadata.jsonl: every prompt folder needs one"):
+        geneval.judge_folder(tmp_path)
+
+
+def test_folders_are_judged_in_their_own_world(tmp_path):
+    large = World(image_size=48)  # cells of 12 px
+    meta = make_prompt("two_object", [{"class": "circle", "count": 1}, {"class": "square", "count": 1}])
+    image = large.render(Scene((Obj("circle", "red", 0, 0), Obj("square", "blue", 2, 3))))
+    for name in "ab":
+        geneval.write_prompt_folder(tmp_path / name, 0, meta, [image])
+        geneval.write_prompt_folder(tmp_path / name, 1, meta, [image])
+    assert geneval.score_folder(tmp_path / "a", world=large, quiet=True)["tags"] == {"two_object": 1.0}
+    comparison = geneval.compare_folders(tmp_path / "a", tmp_path / "b", large)
+    assert comparison["a"]["overall"] == comparison["b"]["overall"] == 1.0
 
 
 @pytest.mark.parametrize("line, message", [
@@ -153,7 +176,8 @@ def test_compare_folders_gives_the_paired_difference(tmp_path, capsys):
     assert "| colors | 1.000 [1.000, 1.000] | 1.000 [1.000, 1.000] | +0.000 [+0.000, +0.000], no measurable difference |" in out
     assert json.loads((tmp_path / "c.json").read_text())["difference"]["overall"]["difference"] == pytest.approx(0.5 / 6)
     geneval.write_prompt_folder(tmp_path / "b", 12, meta, [WORLD.render(scene)])
-    with pytest.raises(CotlabError, match="do not hold the same prompts and samples"):
+    with pytest.raises(CotlabError, match="do not hold the same prompts and samples: a paired comparison needs "
+                                          "both generated from one prompt file with the same --n-samples"):
         geneval.compare_folders(tmp_path / "a", tmp_path / "b")
 
 

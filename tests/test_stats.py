@@ -3,20 +3,75 @@ import math
 
 import numpy as np
 import pytest
+import torch
 from scipy import stats as scipy_stats
 
 from cotlab import geneval
-from cotlab.stats import (agree, bootstrap_interval, bootstrap_values, describe_difference, measurable,
-                          proportion_interval, quantile_interval, with_interval)
+from cotlab.stats import (agree, bootstrap_interval, bootstrap_values, describe_difference, flatten_intervals,
+                          measurable, proportion_interval, quantile_interval, with_interval)
+
+Z2 = scipy_stats.norm.ppf(0.975) ** 2  # 1.95996² = 3.84146
 
 
 def test_wilson_interval_matches_the_formula_worked_by_hand():
-    # 50 of 100: centre 0.5 + 1.96²/200, half-width 1.96·√(0.25/100 + 1.96²/40000), over 1 + 1.96²/100
-    lo, hi = proportion_interval(50, 100)
-    assert lo == pytest.approx(0.40383, abs=1e-4) and hi == pytest.approx(0.59617, abs=1e-4)
-    z2 = scipy_stats.norm.ppf(0.975) ** 2
-    assert proportion_interval(5000, 5000) == pytest.approx([5000 / (5000 + z2), 1.0])  # not [1, 1]
-    assert proportion_interval(0, 10) == pytest.approx([0.0, z2 / (10 + z2)], abs=1e-12)
+    # 8 of 10: centre 0.8 + z²/20 = 0.99207, half-width z·√(0.16/10 + z²/400) = 0.31362,
+    # over 1 + z²/10 = 1.38415: [0.67846 / 1.38415, 1.30569 / 1.38415] = [0.49016, 0.94332]
+    assert proportion_interval(8, 10) == pytest.approx([0.49016, 0.94332], abs=1e-5)
+    # 50 of 100: centre 0.5 + z²/200, half-width z·√(0.25/100 + z²/40000), over 1 + z²/100
+    assert proportion_interval(50, 100) == pytest.approx([0.40383, 0.59617], abs=1e-5)
+    # every trial right: p̂ = 1, half-width z²/2n, so [(1 + z²/2n − z²/2n) / (1 + z²/n), 1] — not [1, 1]
+    assert proportion_interval(5000, 5000) == pytest.approx([5000 / (5000 + Z2), 1.0])
+    assert proportion_interval(0, 10) == pytest.approx([0.0, Z2 / (10 + Z2)], abs=1e-12)
+
+
+def test_wilson_interval_is_scipys_at_any_level():
+    for k, n, level in [(8, 10, 0.95), (3, 17, 0.9), (1, 4, 0.5), (40, 41, 0.99)]:
+        ci = scipy_stats.binomtest(k, n).proportion_ci(confidence_level=level, method="wilson")
+        assert proportion_interval(k, n, level) == pytest.approx([ci.low, ci.high], rel=1e-12)
+
+
+def test_wilson_interval_is_clipped_to_zero_and_one():
+    # with 9 trials the formula's ends land a rounding error outside [0, 1] (1 + 2e-16, −2e-17)
+    assert proportion_interval(9, 9)[1] == 1.0 and proportion_interval(0, 9)[0] == 0.0
+
+
+def test_quantile_interval_by_hand():
+    # 101 values 0 … 100: the 2.5 % and 97.5 % quantiles sit at positions 2.5 and 97.5
+    assert quantile_interval(np.arange(101.0)) == pytest.approx([2.5, 97.5], abs=1e-12)
+    assert quantile_interval(np.arange(101.0), level=0.9) == pytest.approx([5.0, 95.0], abs=1e-12)
+    # 1 … 5 at level ½: the quartiles, at positions 1 and 3 of the sorted values; the NaN is dropped
+    assert quantile_interval([5.0, math.nan, 1.0, 3.0, 2.0, 4.0], level=0.5) == pytest.approx([2.0, 4.0], abs=1e-12)
+    # verdicts are shares too: 0 1 1 1 at level ½, positions 0.75 and 2.25: [0.75, 1]
+    assert quantile_interval([True, False, True, True], level=0.5) == [0.75, 1.0]
+    assert quantile_interval([2.0, 2.0, 2.0]) == [2.0, 2.0] and quantile_interval([math.inf] * 3) == [math.inf] * 2
+    assert quantile_interval([3.0]) == [3.0, 3.0]
+    assert all(math.isnan(v) for v in quantile_interval([math.nan, math.nan]))
+
+
+def brute_force_bootstrap(statistic, *columns, resamples, seed):
+    """The statistic on each resample, item by item, drawn from the same generator."""
+    draws = np.random.default_rng(seed).integers(len(columns[0]), size=(resamples, len(columns[0])))
+    return [statistic(*([column[i] for i in draw] for column in columns)) for draw in draws]
+
+
+def test_bootstrap_values_match_a_brute_force_with_the_same_draws():
+    x, y = np.array([3.0, 1.0, 4.0, 1.0, 5.0, 9.0]), np.array([2.0, 7.0, 1.0, 8.0, 2.0, 8.0])
+    statistic = lambda a, b: float(np.sum(a) - 2 * np.max(b))  # noqa: E731
+    values = bootstrap_values(statistic, x, y, resamples=7, seed=3)
+    assert values.tolist() == brute_force_bootstrap(statistic, x, y, resamples=7, seed=3)
+    assert len(bootstrap_values(statistic, x, y)) == 1000  # the default count, with seed 0
+    assert bootstrap_values(statistic, x, y).tolist() == brute_force_bootstrap(statistic, x, y, resamples=1000, seed=0)
+    assert bootstrap_values(lambda a: int(a.sum()), x, resamples=3).dtype == np.float64  # counts come back as floats
+    tensor = bootstrap_values(lambda t: t.sum().item(), torch.tensor(x), resamples=7, seed=3)
+    assert tensor.tolist() == brute_force_bootstrap(sum, x, resamples=7, seed=3)
+
+
+def test_bootstrap_interval_is_the_quantile_interval_of_the_brute_force():
+    x = np.random.default_rng(1).normal(size=30)
+    expected = quantile_interval(brute_force_bootstrap(np.mean, x, resamples=50, seed=4), level=0.8)
+    assert bootstrap_interval(np.mean, x, resamples=50, seed=4, level=0.8) == pytest.approx(expected, rel=1e-12)
+    defaults = quantile_interval(brute_force_bootstrap(np.mean, x, resamples=1000, seed=0))  # 1000, seed 0, 95 %
+    assert bootstrap_interval(np.mean, x) == pytest.approx(defaults, rel=1e-12)
 
 
 def test_bootstrap_of_a_mean_matches_the_normal_interval():
@@ -30,17 +85,35 @@ def test_bootstrap_resamples_items_across_aligned_columns():
     a = np.arange(50.0)
     values = bootstrap_values(lambda x, y: float((x - y).max()), a, a.copy(), resamples=50)
     assert (values == 0).all()  # the i-th entries travel together
-    assert quantile_interval([2.0, 2.0, 2.0]) == [2.0, 2.0] and quantile_interval([math.inf] * 3) == [math.inf] * 2
-    assert all(math.isnan(v) for v in quantile_interval([math.nan, math.nan]))
 
 
 def test_wording_of_scores_and_differences():
     assert with_interval(0.6357, [0.612, 0.66]) == "0.636 [0.612, 0.660]"
-    assert with_interval(0.5, None) == "0.500"
+    assert with_interval(0.5, None) == "0.500" and with_interval(0.5, []) == "0.500"
+    assert with_interval(0.5, [0.31, 0.77], digits=1) == "0.5 [0.3, 0.8]"
     assert describe_difference(0.136, [0.108, 0.163]) == "+0.136 [+0.108, +0.163]"
-    assert describe_difference(-0.02, [-0.041, 0.001]).endswith("no measurable difference")
-    assert measurable([-0.3, -0.1]) and not measurable([-0.1, 0.0]) and not measurable([0.0, 0.0])
-    assert agree([0.1, 0.3], [0.25, 0.4]) and not agree([0.1, 0.2], [0.21, 0.4])
+    assert describe_difference(-0.02, [-0.041, 0.001]) == "-0.020 [-0.041, +0.001], no measurable difference"
+    assert describe_difference(-0.0204, [-0.031, -0.012], digits=2) == "-0.02 [-0.03, -0.01]"
+
+
+def test_a_difference_is_measurable_when_its_interval_excludes_zero():
+    assert measurable([0.001, 0.2]) and measurable([-0.3, -0.001])
+    assert not measurable([0.0, 0.2]) and not measurable([-0.2, 0.0]) and not measurable([0.0, 0.0])
+    assert not measurable([-0.1, 0.1])
+
+
+def test_intervals_agree_when_they_overlap_or_touch():
+    assert agree([0.1, 0.3], [0.25, 0.4]) and agree([0.25, 0.4], [0.1, 0.3])
+    assert agree([0.1, 0.2], [0.2, 0.4]) and agree([0.2, 0.4], [0.1, 0.2])  # touching ends
+    assert agree([0.1, 0.4], [0.2, 0.3]) and agree([0.2, 0.3], [0.1, 0.4])  # one inside the other
+    assert not agree([0.1, 0.2], [0.21, 0.4]) and not agree([0.21, 0.4], [0.1, 0.2])
+
+
+def test_flatten_intervals_spreads_them_for_a_model_card():
+    result = {"psnr": 34.5, "ssim": 0.9, "interval": {"psnr": [34.123456, 34.9], "ssim": [0.88884, 0.91]}}
+    assert flatten_intervals(result) == {"psnr": 34.5, "ssim": 0.9, "psnr_interval": [34.1235, 34.9],
+                                         "ssim_interval": [0.8888, 0.91]}
+    assert "interval" in result  # the result itself is left as it was
 
 
 # --- GenEval's intervals: prompts resampled, samples within ---------------------------------------
@@ -104,14 +177,6 @@ def test_summaries_and_the_score_table_carry_intervals():
     assert summary["interval"]["position"] == [0.0, 0.0]
     table = geneval.format_summary(summary)
     assert "| colors | 0.500 [" in table and "**0.250 [" in table
-
-
-def test_flatten_intervals_spreads_them_for_a_model_card():
-    from cotlab.stats import flatten_intervals
-
-    result = {"psnr": 34.5, "interval": {"psnr": [34.123456, 34.9]}}
-    assert flatten_intervals(result) == {"psnr": 34.5, "psnr_interval": [34.1235, 34.9]}
-    assert "interval" in result  # the result itself is left as it was
 
 
 def test_pooled_psnr_interval_holds_the_pooled_value():
