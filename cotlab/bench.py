@@ -127,8 +127,8 @@ def _objects_match(detections, scene: Scene, world: World) -> bool:
 
 
 def shares(hits: list[bool]) -> tuple[float, list[float]]:
-    """The share of hits and its 95 % (Wilson) interval."""
-    return float(np.mean(hits)), proportion_interval(sum(hits), len(hits))
+    """The share of hits and its 95 % (Wilson) interval (nan without hits to count: a degradation never drawn)."""
+    return (float(np.mean(hits)) if hits else float("nan")), proportion_interval(sum(hits), len(hits))
 
 
 def bench_evaluator(n: int = 5000, seed: int = 0, world: World = World(), progress: bool = True) -> dict:

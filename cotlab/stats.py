@@ -35,7 +35,10 @@ def proportion_interval(successes: float, n: int, level: float = LEVEL) -> list[
 
         (p̂ + z²/2n ± z √(p̂(1 − p̂)/n + z²/4n²)) / (1 + z²/n),   z = 1.96 for 95 %,
 
-    which, unlike p̂ ± z·se, stays inside [0, 1] and is not [1, 1] when every trial succeeds."""
+    which, unlike p̂ ± z·se, stays inside [0, 1] and is not [1, 1] when every trial succeeds
+    (no trials: no interval, [nan, nan])."""
+    if n == 0:
+        return [float("nan"), float("nan")]
     z = NormalDist().inv_cdf((1 + level) / 2)
     p = successes / n
     centre, half = p + z * z / (2 * n), z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))

@@ -192,3 +192,9 @@ def test_a_contrast_with_weights_one_and_minus_one_is_the_paired_difference():
     assert contrast([a, b], (1, -1)) == {"value": pytest.approx(d["difference"]), "interval": d["interval"]}
     gaps = contrast([a, b, c, c], (1, -1, -1, 1))  # (a − b) − (c − c) = a − b
     assert gaps["value"] == pytest.approx(d["difference"])
+
+
+def test_evaluator_bench_with_a_degradation_never_drawn_reports_it_without_an_interval():
+    result = bench_evaluator(n=12, seed=1, progress=False)["degraded"]  # these 12 scenes never draw a colour shift
+    never = [k for k, v in result["per_degradation"].items() if np.isnan(v)]
+    assert never and all(np.isnan(result["per_degradation_interval"][k]).all() for k in never)

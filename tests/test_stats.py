@@ -35,6 +35,10 @@ def test_wilson_interval_is_clipped_to_zero_and_one():
     assert proportion_interval(9, 9)[1] == 1.0 and proportion_interval(0, 9)[0] == 0.0
 
 
+def test_no_trials_have_no_interval():
+    assert all(math.isnan(v) for v in proportion_interval(0, 0))
+
+
 def test_quantile_interval_by_hand():
     # 101 values 0 … 100: the 2.5 % and 97.5 % quantiles sit at positions 2.5 and 97.5
     assert quantile_interval(np.arange(101.0)) == pytest.approx([2.5, 97.5], abs=1e-12)
