@@ -1,5 +1,6 @@
 """Linear attention: the from-scratch version against the quadratic formula it rewrites, and against
 diffusers' ``SanaLinearAttnProcessor2_0`` inside a real SANA attention layer."""
+import pytest
 import torch
 import torch.nn.functional as F
 from diffusers.models.attention_processor import Attention, SanaLinearAttnProcessor2_0
@@ -18,6 +19,24 @@ def test_linear_attention_equals_the_quadratic_formula():
     torch.manual_seed(0)
     q, k, v = torch.randn(3, 2, 4, 37, 8).unbind(0)  # (B, h, N, d) each
     assert torch.allclose(linear_attention(q, k, v).double(), quadratic_linear_attention(q, k, v), atol=1e-5)
+
+
+def test_linear_attention_by_hand():
+    """Two tokens, d = 2. φ(q) = ReLU(q): q_1 = (1, −1) → (1, 0), q_2 = (−1, −1) → (0, 0); φ(k_1) = (2, 0),
+    φ(k_2) = (1, 3). Token 1: s = (2, 1), output (2·v_1 + 1·v_2)/3 = (2·(3, 0) + (0, 6))/3 = (2, 2).
+    Token 2 sees no key (s = 0): 0/(0 + ε) = 0."""
+    q = torch.tensor([[1.0, -1.0], [-1.0, -1.0]])[None, None]  # (B, h, N, d)
+    k = torch.tensor([[2.0, -5.0], [1.0, 3.0]])[None, None]
+    v = torch.tensor([[3.0, 0.0], [0.0, 6.0]])[None, None]
+    assert linear_attention(q, k, v)[0, 0].tolist() == [[2.0, 2.0], [0.0, 0.0]]
+
+
+def test_linear_attention_normaliser_carries_diffusers_epsilon():
+    """ε = 1e-15 shows when the similarities are that small: s = 1e-8·1e-8 = 1e-16 gives
+    v·1e-16/(1e-16 + 1e-15) = v/11."""
+    q = k = torch.full((1, 1, 1, 1), 1e-8)
+    v = torch.full((1, 1, 1, 1), 11.0)
+    assert linear_attention(q, k, v).item() == pytest.approx(1.0, rel=1e-5)
 
 
 def test_linear_attention_is_a_weighted_mean_of_the_values():

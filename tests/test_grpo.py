@@ -1,6 +1,7 @@
 """GRPO's pieces against known answers: the step log-probability of MaskGIT decoding against a
 brute-force enumeration of every decoding of a tiny model (and against diffusers' AmusedScheduler
 sampling it), the group advantages, the clipped objective with its k3 KL, the re-masking draws."""
+import inspect
 import itertools
 import math
 
@@ -9,8 +10,9 @@ import torch
 from diffusers import AmusedScheduler
 
 from cotlab.masked_ar.decoding import mask_schedule
-from cotlab.preference.grpo import (choice_temperatures, group_advantages, grpo_objective, remask_masks,
-                                    remask_ratios, step_log_probability)
+from cotlab.masked_ar.model import MaskedAR
+from cotlab.preference.grpo import (Rollouts, choice_temperatures, group_advantages, grpo_objective, remask_logp,
+                                    remask_masks, remask_ratios, step_log_probability, trajectory_logp)
 
 N, K, T = 3, 3, 3  # tokens, codes, steps: 3 · 3^3 … small enough to enumerate every decoding
 MASK = K
@@ -128,12 +130,111 @@ def test_choice_noise_limits():
                                                                           abs=1e-6)
 
 
+def test_choice_temperatures_anneal_as_amused_scheduler():
+    assert choice_temperatures(4, 4.5).tolist() == [4.5, 3.0, 1.5, 0.0]  # linear from τ_1 to 0
+    scheduler = AmusedScheduler(mask_token_id=MASK)
+    scheduler.set_timesteps(6, temperature=(2.0, 0.0))
+    assert torch.allclose(choice_temperatures(6, 2.0), scheduler.temperatures)
+
+
+class GuidedTinyPolicy:
+    """``TinyPolicy`` as a ``MaskedAR`` with a text prefix: a caption doubles its logits ℓ, the empty
+    caption leaves them, so guidance w gives ℓ + w·(2ℓ − ℓ) = (1 + w)·ℓ. MaskedAR's own ``prefix`` and
+    ``guided_logits`` run on it."""
+
+    device, mask_id = torch.device("cpu"), MASK
+    prefix, guided_logits = MaskedAR.prefix, MaskedAR.guided_logits
+
+    def __init__(self, seed: int):
+        self.tiny = TinyPolicy(seed)
+
+    def encode_text(self, captions):
+        text = torch.tensor([[[1.0 if caption else 0.0]] for caption in captions])  # (B, 1, 1)
+        return text, torch.ones(len(captions), 1, dtype=torch.bool)
+
+    def __call__(self, states, text, pad):
+        return self.tiny(states) * (1 + text)
+
+
+def recorded(paths: list[tuple]) -> Rollouts:
+    """Rollouts of decodings given as their states after each step (``enumerate_decodings``' keys)."""
+    after = torch.tensor(paths)  # (B, T, N)
+    states = torch.cat([torch.full_like(after[:, :1], MASK), after[:, :-1]], 1)  # before each step
+    B = len(paths)
+    return Rollouts(["a caption"] * B, [{}] * B, list(range(7, 7 + B)), states, (states == MASK) & (after != MASK),
+                    after == MASK, after[:, -1], torch.zeros(B, 3, 1, 1))
+
+
+def test_trajectory_logp_is_the_exact_probability_of_the_guided_tempered_decoding():
+    """Under guidance w = 3 at sampling temperature 2 the policy decodes with logits (1 + 3)·ℓ/2 = 2ℓ:
+    without choice noise the steps' log-probabilities sum to the brute-force probability of each
+    decoding under 2ℓ; with it, each step is ``step_log_probability`` at that step's τ_t."""
+    policy = GuidedTinyPolicy(4)
+    doubled = lambda states: 2 * policy.tiny(states)
+    exact = sorted(enumerate_decodings(doubled).items(), key=lambda kv: -kv[1])[:4]  # the likeliest four
+    rollouts = recorded([path for path, _ in exact])
+    with torch.no_grad():
+        steps = trajectory_logp(policy, rollouts, cfg=3.0, sample_temperature=2.0, choice_temperature=0.0)  # (B, T)
+        noisy = trajectory_logp(policy, rollouts, cfg=3.0, sample_temperature=2.0, choice_temperature=4.5)
+    assert steps.shape == (4, T)
+    assert steps.sum(1).exp().tolist() == pytest.approx([prob for _, prob in exact], rel=1e-4)
+    for row, (path, _) in enumerate(exact):
+        states = rollouts.states[row]
+        by_step = step_log_probability(doubled(states).log_softmax(-1), rollouts.tokens[row].expand(T, N),
+                                       rollouts.committed[row], rollouts.remasked[row], choice_temperatures(T, 4.5))
+        assert noisy[row].tolist() == pytest.approx(by_step.tolist(), rel=1e-4, abs=1e-6)
+
+
+def test_remask_logp_sums_the_guided_log_probabilities_of_the_masked_tokens():
+    """Brute force, position by position: draw k of row b masks ``remask_masks``' positions; its value is
+    Σ_{i masked} log softmax((1 + w)·ℓ/τ)_i(k_i) at the masked input."""
+    policy = GuidedTinyPolicy(5)
+    rollouts = recorded([((0, MASK, 2), (0, 1, MASK), (0, 1, 2)), ((1, MASK, MASK), (1, 2, MASK), (1, 2, 0))])
+    masks = remask_masks(rollouts.seeds, N, 4, min_ratio=0.0)  # ratios ¼, ½, ¾, 0.999: ⌈0.75⌉ = 1, 2, 3, 3 positions
+    assert masks.sum(-1).tolist() == [[1, 2, 3, 3]] * 2
+    for cfg in (1.0, 2.0):  # w = 1: the conditional logits alone, 2ℓ
+        with torch.no_grad():
+            got = remask_logp(policy, rollouts, draws=4, cfg=cfg, sample_temperature=1.5, min_ratio=0.0)  # (B, K)
+        for b in range(2):
+            tokens = rollouts.tokens[b]
+            for k in range(4):
+                logits = (1 + cfg) * policy.tiny(tokens.masked_fill(masks[b, k], MASK)[None])[0] / 1.5  # (N, K)
+                expected = sum(float(logits[i].log_softmax(-1)[tokens[i]]) for i in range(N) if masks[b, k, i])
+                assert got[b, k].item() == pytest.approx(expected, rel=1e-5, abs=1e-6)  # float32
+
+
+def test_the_likelihoods_default_to_the_decoding_they_score():
+    """Without arguments both estimators score the decoder's defaults (``MaskedAR.paths``: guidance 3,
+    temperature 1, choice temperature 4.5) and MaskGRPO's two draws from r_min = 0.6 (the guidance term
+    of DPO calls ``trajectory_logp`` so)."""
+    decoding = {k: p.default for k, p in inspect.signature(MaskedAR.paths).parameters.items()}
+    policy = GuidedTinyPolicy(6)
+    rollouts = recorded([path for path in list(enumerate_decodings(policy.tiny))[:2]])
+    with torch.no_grad():
+        assert torch.equal(trajectory_logp(policy, rollouts), trajectory_logp(
+            policy, rollouts, decoding["cfg"], decoding["sample_temperature"], decoding["choice_temperature"]))
+        assert torch.equal(remask_logp(policy, rollouts), remask_logp(
+            policy, rollouts, 2, decoding["cfg"], decoding["sample_temperature"], 0.6))
+
+
 def test_group_advantages_by_hand():
     rewards = torch.tensor([1.0, 0.0, 1.0, 0.0, 0.5, 0.5, 0.5, 0.5])
     A, kept = group_advantages(rewards, 4)
     assert kept.tolist() == [True] * 4 + [False] * 4  # an all-equal group teaches nothing
     assert A[:4].tolist() == pytest.approx([0.5 / 0.5001, -0.5 / 0.5001] * 2)  # mean ½, std ½
     assert A[4:].tolist() == [0.0] * 4
+    # groups of 3: (0, 0, 3) has mean 1 and std √((1 + 1 + 4)/3) = √2 (the population std)
+    A, kept = group_advantages(torch.tensor([0.0, 0.0, 3.0, 2.0, 2.0, 2.0]), 3)
+    assert A.tolist() == pytest.approx([-1 / (2**0.5 + 1e-4)] * 2 + [2 / (2**0.5 + 1e-4)] + [0.0] * 3)
+    assert kept.tolist() == [True] * 3 + [False] * 3
+
+
+def test_a_group_whose_spread_is_exactly_min_spread_is_skipped():
+    """(0, 1) has std ½: skipped at min_spread ½ ("at most"), kept at 0.49 with A = ±½/(½ + 1e-4)."""
+    rewards = torch.tensor([0.0, 1.0])
+    assert group_advantages(rewards, 2, min_spread=0.5)[1].tolist() == [False, False]
+    A, kept = group_advantages(rewards, 2, min_spread=0.49)
+    assert kept.tolist() == [True, True] and A.tolist() == pytest.approx([-0.5 / 0.5001, 0.5 / 0.5001])
 
 
 def test_grpo_objective_by_hand():
@@ -151,12 +252,35 @@ def test_grpo_objective_by_hand():
     assert float(logs["kl"]) == pytest.approx(r - math.log(r) - 1)
 
 
+def test_grpo_objective_clips_pessimistically_by_hand():
+    """Clip ε = 0.2 (the default), two units per image. A = 2: ρ = 1.1 (inside) gives 2.2; ρ = 0.5 gives
+    min(1.0, 0.8·2) = 1.0. A = −1: ρ = 0.5 gives min(−0.5, −0.8) = −0.8; ρ = 1.5 gives min(−1.5, −1.2) = −1.5.
+    J = (2.2 + 1.0 − 0.8 − 1.5)/4 = 0.225; three of four ratios lie outside [0.8, 1.2]. Gradient of −J in
+    log π: −ρ·A/4 where the unclipped term is the minimum, 0 where the clipped one is."""
+    ratios = torch.tensor([[1.1, 0.5], [0.5, 1.5]])
+    logp = ratios.log().requires_grad_()
+    loss, logs = grpo_objective(logp, torch.zeros(2, 2), torch.tensor([2.0, -1.0]))
+    assert loss.item() == pytest.approx(-0.225) and logs["clipped"].item() == 0.75
+    loss.backward()
+    assert logp.grad.flatten().tolist() == pytest.approx([-0.55, -0.25, 0.0, 0.375])
+    # with a k3 KL to a reference at log π_ref = 0: KL = 1/ρ + log ρ − 1 per unit, J − 0.1·mean KL
+    kl = [1 / r + math.log(r) - 1 for r in (1.1, 0.5, 0.5, 1.5)]
+    loss, logs = grpo_objective(ratios.log(), torch.zeros(2, 2), torch.tensor([2.0, -1.0]),
+                                reference_logp=torch.zeros(2, 2), kl_beta=0.1)
+    assert logs["kl"].item() == pytest.approx(sum(kl) / 4)
+    assert loss.item() == pytest.approx(-(0.225 - 0.1 * sum(kl) / 4))
+
+
 def test_remask_draws_are_fixed_by_the_seed():
-    assert remask_ratios(2) == pytest.approx([0.8, 0.999])
+    assert remask_ratios(2) == pytest.approx([0.8, 0.999])  # 0.6 + 0.4·(k + 1)/2, the last capped
+    assert remask_ratios(4, min_ratio=0.2) == pytest.approx([0.4, 0.6, 0.8, 0.999])
     a, b = remask_masks([7, 8], 16, 2), remask_masks([7, 8], 16, 2)
     assert torch.equal(a, b)
     assert a.sum(-1).tolist() == [[13, 16], [13, 16]]  # ⌈0.8·16⌉, ⌈0.999·16⌉
     assert not torch.equal(a[0], a[1])
+    draws = remask_masks([7], 16, 4, min_ratio=0.2)[0]  # 7, 10, 13, 16 positions, each draw its own order:
+    assert draws.sum(-1).tolist() == [7, 10, 13, 16]
+    assert any(not (draws[k] <= draws[k + 1]).all() for k in range(3))  # not one order cut shorter and shorter
 
 
 def test_rollouts_record_the_decoding_cotlab_runs():

@@ -1,12 +1,13 @@
 """The DPO objective for the masked generator: known answers for the loss, a normalised likelihood
 estimate, and the shared mask of a pair. Smoke-size models on the shipped vq_f8 and clip."""
 import math
+from types import SimpleNamespace
 
 import pytest
 import torch
 
 from cotlab.masked_ar.model import MaskedAR, MaskedARConfig, cosine_schedule, random_mask
-from cotlab.preference.dpo import dpo_loss, masked_logp, pair_masks
+from cotlab.preference.dpo import DPO, dpo_loss, masked_logp, pair_masks
 
 
 @pytest.fixture(scope="module")
@@ -27,6 +28,17 @@ def test_dpo_loss_by_hand():
     assert same.item() == pytest.approx(math.log(2))  # policy = reference: no preference yet
 
 
+def test_dpo_loss_of_a_batch_by_hand():
+    """β = 0.5. Pair 1: rewards 0.5·(−1 + 2) = 0.5 and 0.5·(−3 + 2) = −0.5, margin 1. Pair 2: 0.5·(−2 + 1)
+    = −0.5 and 0, margin −0.5. Pair 3: policy = reference, margin 0 — a tie is not ranked right.
+    Loss: the mean of log(1 + e^−m); margin 1/6; accuracy 1/3."""
+    loss, logs = dpo_loss(torch.tensor([-1.0, -2.0, -1.0]), torch.tensor([-3.0, -1.0, -1.0]),
+                          torch.tensor([-2.0, -1.0, -1.0]), torch.tensor([-2.0, -1.0, -1.0]), 0.5)
+    expected = (math.log(1 + math.exp(-1)) + math.log(1 + math.exp(0.5)) + math.log(2)) / 3
+    assert loss.item() == pytest.approx(expected)
+    assert logs["margin"].item() == pytest.approx(1 / 6) and logs["reward_accuracy"].item() == pytest.approx(1 / 3)
+
+
 def test_masked_logp_is_a_normalised_log_likelihood(model):
     K, N = model.codebook_size, model.num_tokens
     text, pad = model.encode_text(["a photo of a red circle"] * K)
@@ -45,12 +57,92 @@ def test_masked_logp_is_a_normalised_log_likelihood(model):
         assert two.item() == pytest.approx((logits[0, 5, tokens[0, 5]] + logits[0, 9, tokens[0, 9]]).item(), abs=1e-5)
 
 
+class KnownLogits:
+    """A stand-in generator (K = 2, N = 3, [MASK] = 2) with known probabilities: at a masked input
+    position n, p_n = (0.25, 0.75), (0.6, 0.4), (0.1, 0.9); at a visible one (0.5, 0.5)."""
+
+    mask_id = 2
+
+    def __call__(self, tokens, text, pad):
+        masked = torch.tensor([[0.25, 0.75], [0.6, 0.4], [0.1, 0.9]]).log().expand(len(tokens), 3, 2)
+        return torch.where((tokens == self.mask_id)[..., None], masked, torch.tensor([0.5, 0.5]).log())
+
+
+def test_masked_logp_by_hand():
+    # row 1: tokens (1, 0, 1), positions 0 and 1 masked: log 0.75 + log 0.6
+    # row 2: tokens (0, 0, 1), positions 1 and 2 masked: log 0.6 + log 0.9 (position 0, visible, not counted)
+    tokens = torch.tensor([[1, 0, 1], [0, 0, 1]])
+    masked = torch.tensor([[True, True, False], [False, True, True]])
+    logp = masked_logp(KnownLogits(), tokens, torch.zeros(2, 1, 1), torch.ones(2, 1, dtype=torch.bool), masked)
+    assert logp.tolist() == pytest.approx([math.log(0.75 * 0.6), math.log(0.6 * 0.9)])
+
+
 def test_pairs_share_one_mask_unless_asked_not_to():
+    """Both masks are masked training's (``random_mask``): one draw for the pair, or two in a row."""
     torch.manual_seed(1)
     chosen, rejected = pair_masks(64, 16)
     assert chosen is rejected
+    torch.manual_seed(1)
+    assert torch.equal(chosen, random_mask(64, 16))
+    torch.manual_seed(1)
     chosen, rejected = pair_masks(64, 16, shared=False)
-    assert not torch.equal(chosen, rejected)
+    torch.manual_seed(1)
+    first, second = random_mask(64, 16), random_mask(64, 16)
+    assert torch.equal(chosen, first) and torch.equal(rejected, second) and not torch.equal(chosen, rejected)
+
+
+class PairModel:
+    """A stand-in for ``DPO``'s policy (and its frozen base): at a masked input position p(1) = ``p1``
+    (K = 2, [MASK] = 2); it records the inputs it sees. Its guidance term is the constant 2."""
+
+    mask_id, device = 2, torch.device("cpu")
+
+    def __init__(self, p1: float, shared_mask: bool = True, guidance: str = "none"):
+        self.config = SimpleNamespace(shared_mask=shared_mask, beta=0.5, guidance=guidance, reward_coef=0.1)
+        self.p1, self.inputs, self.base = p1, [], None
+
+    def encode_text(self, captions):
+        return torch.zeros(len(captions), 1, 1), torch.ones(len(captions), 1, dtype=torch.bool)
+
+    def __call__(self, tokens, text, pad):
+        assert len(text) == len(pad) == len(tokens)  # chosen rows, then rejected rows, each with its caption
+        self.inputs.append(tokens)
+        masked = torch.tensor([1 - self.p1, self.p1]).log()
+        return torch.where((tokens == self.mask_id)[..., None], masked, torch.tensor([0.5, 0.5]).log())
+
+    def frozen(self, name):
+        assert name == "base"
+        return self.base
+
+    def guidance_term(self, batch):
+        return torch.tensor(2.0), {"fresh_reward": torch.tensor(0.7)}
+
+
+@pytest.mark.parametrize("shared", [True, False])
+@pytest.mark.parametrize("guidance", ["none", "training"])
+def test_dpo_training_loss_by_hand(shared, guidance):
+    """Chosen images all code 1, rejected all code 0; the policy gives p(1) = 0.75, the base 0.5 at every
+    masked position. A pair with n masked positions: rewards 0.5·n·log(0.75/0.5) and 0.5·n·log(0.25/0.5),
+    margin 0.5·n·log 3, loss log(1 + 3^(−n/2)). The masks are masked training's (``random_mask``): one
+    for both images (shared) or a second draw for the rejected one. Guidance adds 0.1 × its term (2)."""
+    B, N = 4, 5
+    model = PairModel(0.75, shared, guidance)
+    model.base = PairModel(0.5)
+    batch = {"chosen": torch.ones(B, N, dtype=torch.long), "rejected": torch.zeros(B, N, dtype=torch.long),
+             "caption": ["a red circle"] * B}
+    torch.manual_seed(0)
+    chosen_mask = random_mask(B, N)
+    rejected_mask = chosen_mask if shared else random_mask(B, N)
+    torch.manual_seed(0)
+    loss, logs = DPO.loss(model, batch)
+    for inputs in model.inputs + model.base.inputs:  # policy and reference see the same masked input
+        assert torch.equal(inputs[:B] == 2, chosen_mask) and torch.equal(inputs[B:] == 2, rejected_mask)
+    n_chosen, n_rejected = chosen_mask.sum(1).tolist(), rejected_mask.sum(1).tolist()
+    margins = [0.5 * (a * math.log(1.5) - b * math.log(0.5)) for a, b in zip(n_chosen, n_rejected)]
+    expected = sum(math.log(1 + math.exp(-m)) for m in margins) / B + (0.1 * 2.0 if guidance == "training" else 0.0)
+    assert loss.item() == pytest.approx(expected, rel=1e-5)
+    assert logs["margin"].item() == pytest.approx(sum(margins) / B, rel=1e-5)
+    assert ("fresh_reward" in logs) == (guidance == "training")
 
 
 def test_random_mask_follows_the_cosine_schedule():

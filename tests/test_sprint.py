@@ -12,7 +12,7 @@ import torch
 from diffusers.models.transformers.sana_transformer import SanaAttnProcessor2_0
 
 from cotlab.dit.model import SanaConfig, SanaDiT
-from cotlab.flow import euler_sample, trigflow, trigflow_euler_sample, trigflow_thetas
+from cotlab.flow import euler_sample, timestep_embedding, trigflow, trigflow_euler_sample, trigflow_thetas
 from cotlab.harness import save_checkpoint
 from cotlab.sampling import sample
 from cotlab.sprint.decoding import SprintPaths, sampling_times
@@ -113,6 +113,105 @@ def test_the_tangent_is_cos_theta_times_df_dtheta_along_the_ode():
     df = (f(forward, theta + h) - f(backward, theta - h)) / (2 * h)
     g = consistency_tangent(F, x_t, theta, dxdt(x_t, theta), SD)[1]
     assert torch.allclose(g, theta.cos()[:, None, None, None] * df, atol=1e-6)
+
+
+# θ_1 = arctan(3/4) (sin 0.6, cos 0.8) and θ_2 = arctan(4/3) (sin 0.8, cos 0.6): hand-computable angles
+THETAS = torch.tensor([math.atan(3 / 4), math.atan(4 / 3)])
+
+
+def linear_F(p=0.0):
+    """F(x, θ) = 3x + 2 sin θ + p, so F⁻ = 3x + 2 sin θ and dF/dθ along dx/dθ = 3·(dx/dθ)/σ_d + 2 cos θ."""
+    return lambda x, theta: 3 * x + 2 * theta.sin()[:, None, None, None] + p
+
+
+def tangent_by_hand(r):
+    """σ_d = 0.5. Sample 1: x_θ = 1, dx/dθ = 2: F⁻ = 3·2 + 1.2 = 7.2, dF/dθ = 3·4 + 1.6 = 13.6,
+    g = −0.64·(0.5·7.2 − 2) − r·0.48·(1 + 0.5·13.6) = −1.024 − 3.744r. Sample 2: x_θ = −1, dx/dθ = 1:
+    F⁻ = −6 + 1.6 = −4.4, dF/dθ = 6 + 1.2 = 7.2, g = −0.36·(−2.2 − 1) − r·0.48·(−1 + 3.6) = 1.152 − 1.248r."""
+    return [-1.024 - 3.744 * r, 1.152 - 1.248 * r]
+
+
+X_T, DXDT = torch.tensor([1.0, -1.0]), torch.tensor([2.0, 1.0])
+
+
+@pytest.mark.parametrize("r", [0.0, 0.5, 1.0])
+def test_the_tangent_with_its_warm_up_by_hand(r):
+    F_minus, g = consistency_tangent(linear_F(), X_T[:, None, None, None], THETAS, DXDT[:, None, None, None], SD, r)
+    assert F_minus.flatten().tolist() == pytest.approx([7.2, -4.4], abs=1e-5)
+    assert g.flatten().tolist() == pytest.approx(tangent_by_hand(r), abs=1e-5)
+
+
+class ScalarStudent:
+    """``consistency_loss``'s collaborators with known values: the student's F = ``linear_F(p)`` with a
+    parameter p = 0, a guided teacher whose dx/dθ is (2, 1), the log-variance u given per sample."""
+
+    def __init__(self, u, step, warmup, D):
+        self.config, self.global_step = SimpleNamespace(sigma_data=SD, tangent_warmup=warmup), step
+        self.p, self.u, self.D = torch.zeros((), requires_grad=True), torch.tensor(u, requires_grad=True), D
+        self.asked = {}
+
+    def teacher_velocity(self, x, theta, text, text_mask, cfg):
+        assert len(text) == len(text_mask) == 2 * len(x)  # captions, then the empty ones
+        self.asked["teacher"] = x
+        return (DXDT / SD)[:, None, None, None].expand_as(x)
+
+    def trigflow(self, x, theta, text, text_mask, cfg):
+        assert len(text) == len(text_mask) == len(x)  # the captions only
+        return linear_F(self.p)(x, theta)
+
+    def log_variance(self, features):
+        self.asked["features"] = features
+        return self.u[:, None]
+
+
+@pytest.mark.parametrize("step, warmup, r", [(2, 4, 0.5), (10, 4, 1.0), (1, 0, 1.0)])
+@pytest.mark.parametrize("D", [1, 2])
+def test_the_consistency_loss_with_its_adaptive_weighting_by_hand(step, warmup, r, D):
+    """L = mean_b [w_b e^{−u_b}·‖F − F⁻ − ĝ‖²/D + u_b], w = 1/(σ_d tan θ) = (8/3, 3/2), u = (0.3, −0.2),
+    ĝ = g/(‖g‖ + 0.1) with ‖g‖ = √D·|g| for D equal entries. F = F⁻ in value, so the loss is
+    mean(w e^{−u} ĝ² + u); its gradient reaches F alone (F⁻ and g are constants): ∂L/∂p = −mean(2 w e^{−u} ĝ),
+    ∂L/∂u_b = (1 − w_b e^{−u_b} ĝ_b²)/2. u reads θ's flow time σ = sin θ/(sin θ + cos θ) = (3/7, 4/7)."""
+    model = ScalarStudent([0.3, -0.2], step, warmup, D)
+    x_t = X_T[:, None, None, None].expand(2, 1, 1, D)
+    text, mask = torch.zeros(4, 1, 1), torch.ones(4, 1, dtype=torch.bool)
+    loss = SprintStudent.consistency_loss(model, x_t, THETAS, text, mask, torch.tensor([4.5, 4.5]))
+    g_hat = [g / (math.sqrt(D) * abs(g) + 0.1) for g in tangent_by_hand(r)]
+    w, u = [8 / 3, 3 / 2], [0.3, -0.2]
+    terms = [w[b] * math.exp(-u[b]) * g_hat[b] ** 2 + u[b] for b in range(2)]
+    assert loss.item() == pytest.approx(sum(terms) / 2, rel=1e-5)
+    loss.backward()
+    assert model.p.grad.item() == pytest.approx(-sum(2 * w[b] * math.exp(-u[b]) * g_hat[b] for b in range(2)) / 2, rel=1e-5)
+    assert model.u.grad.tolist() == pytest.approx([(1 - w[b] * math.exp(-u[b]) * g_hat[b] ** 2) / 2 for b in range(2)], rel=1e-5)
+    assert torch.allclose(model.asked["teacher"], x_t / SD)
+    assert torch.allclose(model.asked["features"], timestep_embedding(torch.tensor([3 / 7, 4 / 7]), 256), atol=1e-4)
+
+
+class GuidedTeacher:
+    """A stand-in for the frozen teacher: velocity 3·x_σ with a caption (text 1), x_σ without (text 0),
+    so guidance w gives x_σ + w·2x_σ = (1 + 2w)·x_σ."""
+
+    def __init__(self):
+        self.asked = []
+
+    def frozen(self, name):
+        assert name == "teacher"
+        return self
+
+    def __call__(self, x_sigma, sigma, text, text_mask):
+        self.asked.append((x_sigma.flatten(), sigma))
+        return (1 + 2 * text[:, 0, 0])[:, None, None, None] * x_sigma
+
+
+def test_the_guided_teacher_velocity_by_hand():
+    """θ_1 = arctan(3/4), x_θ = 1.4: x_σ = 1.4/1.4 = 1 at σ = 3/7; w = 4: v = 9, F = 0.2·1 + 9/1.4.
+    θ_2 = arctan(4/3), x_θ = 2.8: x_σ = 2 at σ = 4/7; w = 5: v = 22, F = −0.2·2 + 22/1.4."""
+    teacher = GuidedTeacher()
+    text = torch.tensor([1.0, 1.0, 0.0, 0.0])[:, None, None]  # (2B, T, D_text): the captions, then the empty ones
+    F = SprintStudent.teacher_velocity(teacher, torch.tensor([1.4, 2.8])[:, None, None, None], THETAS, text,
+                                       torch.ones(4, 1, dtype=torch.bool), torch.tensor([4.0, 5.0]))
+    assert F.flatten().tolist() == pytest.approx([0.2 + 9 / 1.4, -0.4 + 22 / 1.4], rel=1e-5)
+    (x_sigma, sigma), = teacher.asked  # one batched call: conditional and unconditional rows
+    assert x_sigma.tolist() == pytest.approx([1.0, 2.0, 1.0, 2.0]) and sigma.tolist() == pytest.approx([3 / 7, 4 / 7] * 2)
 
 
 def test_the_jvp_through_the_student_matches_finite_differences(student):
