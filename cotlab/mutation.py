@@ -18,7 +18,8 @@ reader can check each one.
 ``cotlab bench mutation`` (``make mutation``; not part of ``make test``) runs each group in its own
 scratch folder ``runs/mutation/GROUP/`` — a copy of ``cotlab/`` and ``tests/`` that mutmut edits, so the
 working tree is never touched — on one thread per test process (a forked torch with a thread pool
-hangs), and ``--show`` prints every survivor's diff.
+hangs), with the group's fast tests (those marked ``slow`` are left out: each mutant reruns the tests
+that reach it, so one slow test would multiply), and ``--show`` prints every survivor's diff.
 """
 from __future__ import annotations
 
@@ -76,7 +77,8 @@ GROUPS = {
                         ("tests/test_preference*.py", "tests/test_grpo*.py")),
     "attention": Group({"cotlab/dit/attention.py": None}, ("tests/test_dit_attention*.py",)),
     "sprint": Group({"cotlab/sprint/model.py": ("SprintStudent.trigflow", "SprintStudent.teacher_velocity",
-                                                "SprintStudent.consistency_loss", "consistency_tangent")},
+                                                "SprintStudent.consistency_loss", "consistency_tangent",
+                                                "hinge_loss")},
                     ("tests/test_sprint*.py",)),
 }
 
@@ -116,7 +118,7 @@ def mutmut_config(group: Group, tests: list[str]) -> str:
     return ("[tool.mutmut]\nsource_paths = [\"cotlab\"]\n"
             f"only_mutate = {strings(group.counted)}\n"
             f"pytest_add_cli_args_test_selection = {strings(tests)}\n"
-            "pytest_add_cli_args = [\"-q\", \"-p\", \"no:cacheprovider\"]\n")
+            "pytest_add_cli_args = [\"-q\", \"-p\", \"no:cacheprovider\", \"-m\", \"not slow\"]\n")
 
 
 def run_group(name: str, show: bool = False) -> dict:
@@ -132,10 +134,11 @@ def run_group(name: str, show: bool = False) -> dict:
     (scratch / "pyproject.toml").write_text(mutmut_config(group, tests))
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "COTLAB_DATA": str(DATA_DIR),
            "COTLAB_RUNS": str(scratch / "runs")}
-    done = subprocess.run([sys.executable, "-m", "mutmut", "run", "--max-children", str(os.cpu_count() or 1)],
-                          cwd=scratch, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    with open(scratch / "mutmut.log", "w") as log:
+        done = subprocess.run([sys.executable, "-m", "mutmut", "run", "--max-children", str(os.cpu_count() or 1)],
+                              cwd=scratch, env=env, stdout=log, stderr=subprocess.STDOUT)
     if done.returncode:
-        raise CotlabError(f"mutmut failed on group '{name}' (see {scratch}): {done.stderr.strip().splitlines()[-1:]}")
+        raise CotlabError(f"mutmut failed on group '{name}' (exit {done.returncode}): read {scratch / 'mutmut.log'}")
     result = {}
     for module, counted in group.counted.items():
         meta = json.loads((scratch / "mutants" / (module + ".meta")).read_text())

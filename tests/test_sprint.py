@@ -17,7 +17,8 @@ from cotlab.harness import save_checkpoint
 from cotlab.sampling import sample
 from cotlab.sprint.decoding import SprintPaths, sampling_times
 from cotlab.sprint.discriminator import Discriminator, LocalBatchNorm
-from cotlab.sprint.model import ExplicitCrossAttention, SprintConfig, SprintStudent, consistency_tangent, start_from_teacher
+from cotlab.sprint.model import (ExplicitCrossAttention, SprintConfig, SprintStudent, consistency_tangent, hinge_loss,
+                                 start_from_teacher)
 
 SD = 0.5
 
@@ -438,3 +439,11 @@ def test_the_student_viewer_shows_a_jump_and_answers_its_controls(student):
     assert (viewer.prompt, viewer.step) == (2, 1)
     with pytest.raises(CotlabError, match="step 5 is out of range"):
         viewer.render(step=5)
+
+
+def test_the_discriminator_hinge_loss_by_hand():
+    real = torch.tensor([2.0, 0.5, -1.0])  # max(0, 1 − D): 0, 0.5, 2 -> mean 5/6
+    fake = torch.tensor([-3.0, 0.0])  # max(0, 1 + D): 0, 1 -> mean 1/2
+    assert hinge_loss(real, fake).item() == pytest.approx(0.5 * (5 / 6 + 1 / 2))
+    # confident and right on both sides: no loss at all
+    assert hinge_loss(torch.tensor([1.5]), torch.tensor([-1.0])).item() == 0.0

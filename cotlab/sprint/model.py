@@ -226,7 +226,7 @@ class SprintStudent(SanaDiT):
             real = self.judge(x_0, own_text, own_mask)
             fakes = self.judge(torch.cat([fake.detach(), x_0.roll(1, dims=0)]), text[:B].repeat(2, 1, 1),
                                own_mask.repeat(2, 1))
-            logs["disc"] = 0.5 * (torch.relu(1 - real).mean() + torch.relu(1 + fakes).mean())
+            logs["disc"] = hinge_loss(real, fakes)
         for optimizer in optimizers:
             optimizer.zero_grad()
         self.manual_backward(loss + logs.get("disc", 0.0))
@@ -253,6 +253,12 @@ class SprintStudent(SanaDiT):
 
 
 @torch.no_grad()
+def hinge_loss(real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+    """LADD's discriminator loss on logits of real and fake latents (the student's and misaligned ones):
+    L_D = ½ (E[max(0, 1 − D(real))] + E[max(0, 1 + D(fake))])."""
+    return 0.5 * (torch.relu(1 - real).mean() + torch.relu(1 + fake).mean())
+
+
 def consistency_tangent(F, x_t: torch.Tensor, theta: torch.Tensor, dxdt: torch.Tensor, sigma_data: float,
                         r: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
     """F⁻ = F(x_θ/σ_d, θ) (B, C, h, w) and sCM's tangent (B, C, h, w), not yet normalised,
