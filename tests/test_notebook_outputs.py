@@ -4,6 +4,7 @@ No tracebacks or warnings, no Lightning banners, tips or model summaries, no pro
 unfinished, no paths of the machine that ran them, no stray dict dumps, every code cell executed in
 order — and no papermill injected-parameters cell: opened in JupyterLab, a notebook runs its widgets.
 """
+import ast
 import json
 import re
 from pathlib import Path
@@ -50,3 +51,47 @@ def test_committed_outputs_are_clean(path):
                 assert not found, f"{where}: {what}: {text[max(found.start() - 60, 0):found.end() + 60]!r}"
             if output["output_type"] == "execute_result":
                 assert not text.lstrip().startswith("{'"), f"{where}: a stray dict dump (end the line with ;)"
+
+
+def asserts_of(path: Path) -> list[tuple[ast.Assert, bool]]:
+    """Every assert of a notebook's code, and whether it runs only outside the smoke profile."""
+    found = []
+
+    def visit(node: ast.AST, real_size_only: bool) -> None:
+        if isinstance(node, ast.Assert):
+            found.append((node, real_size_only))
+        if isinstance(node, ast.If) and _compares_profile_to_smoke(node.test):
+            outside_smoke_first = isinstance(node.test.ops[0], ast.NotEq)  # if profile != "smoke": …
+            for child in node.body:
+                visit(child, real_size_only or outside_smoke_first)
+            for child in node.orelse:
+                visit(child, real_size_only or not outside_smoke_first)
+            return
+        for child in ast.iter_child_nodes(node):
+            visit(child, real_size_only)
+
+    for cell in json.loads(path.read_text())["cells"]:
+        if cell["cell_type"] == "code":
+            visit(ast.parse("".join(cell["source"])), False)
+    return found
+
+
+def _compares_profile_to_smoke(test: ast.expr) -> bool:
+    return (isinstance(test, ast.Compare) and isinstance(test.left, ast.Name) and test.left.id == "profile"
+            and isinstance(test.ops[0], (ast.Eq, ast.NotEq)) and isinstance(test.comparators[0], ast.Constant)
+            and test.comparators[0].value == "smoke")
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_asserts_its_claims_at_the_real_size(path):
+    """Each notebook checks what its prose claims where the sizes can show it: at least one assert that
+    runs in the cpu (and gpu) profile only — a stated target or a "you should see" range."""
+    assert any(real_size_only for _, real_size_only in asserts_of(path)), \
+        f"{path.name}: no assert under `if profile != \"smoke\":` checks a claim of the text at the real size"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_every_notebook_assert_says_what_it_expected(path):
+    """A failing assert in a notebook tells the reader what was expected (and, in an f-string, what was measured)."""
+    silent = [ast.unparse(node)[:80] for node, _ in asserts_of(path) if node.msg is None]
+    assert not silent, f"{path.name}: asserts without a message: {silent}"
