@@ -329,14 +329,15 @@ class Recipe:
 
     @classmethod
     def of(cls, name: str, model_class: type, description: str, evaluate=None, config_class: type | None = None,
-           view=None, **overrides: Any) -> Recipe:
+           view=None, cpu: dict | None = None, **overrides: Any) -> Recipe:
         """The usual recipe: ``model_class(config)`` with ``config = config_class.for_profile(profile,
-        **overrides)`` (``config_class`` defaults to ``model_class.Config``), trained on Shapes batches of
+        **overrides)`` (``config_class`` defaults to ``model_class.Config``; ``cpu``: further overrides
+        in the cpu profile only, e.g. a step budget fitted to two cores), trained on Shapes batches of
         the config's ``batch_size``, seen through ``view`` (default: images with captions)."""
         config_class = config_class or model_class.Config
 
         def config(profile: str):
-            return config_class.for_profile(profile, **overrides)
+            return config_class.for_profile(profile, **overrides, **((cpu or {}) if profile == "cpu" else {}))
 
         def datamodule(profile: str, seed: int) -> L.LightningDataModule:
             from cotlab.shapes import ShapesDataModule, captioned

@@ -68,7 +68,8 @@ class Paths(ABC):
     ``position`` (B,) counts the steps each path has taken of its ``steps`` = T, ``passes`` (B,) the
     generator's forward passes it has cost (``cost`` per step: two with classifier-free guidance);
     ``generators`` hold each path's random stream (on the CPU: the same draws on any device).
-    A generator implements ``step``, ``images``, ``state``, ``restore`` and, if it can, ``redraw``."""
+    A generator implements ``step``, ``images``, ``state``, ``restore`` and, if it can, ``redraw``, and
+    keeps ``tokens`` (B, …): what its images decode from, which ``sample`` returns beside them."""
 
     def __init__(self, captions: list[str], steps: int, seeds: int | Sequence[int], cost: int):
         B = len(captions)

@@ -2,6 +2,7 @@
 
 import json
 import math
+import shutil
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -254,3 +255,27 @@ def test_frozen_parts_load_once_follow_the_device_and_are_not_saved():
     stand_in = Regression(BaseConfig())
     model.set_frozen("tokenizer", stand_in)
     assert model.frozen("tokenizer") is stand_in and not stand_in.training
+
+
+@pytest.mark.parametrize("name", ["shapes_classifier", pytest.param("clip", marks=pytest.mark.slow)])  # clip: 15 s
+def test_cotlab_evaluate_remeasures_a_shipped_model_in_a_copy(name, tmp_path, capsys):
+    """``cotlab evaluate FOLDER`` on a copy of a shipped checkpoint runs its recipe's evaluation in the
+    card's profile (cpu) with the code as it is now: the numbers its card holds come out again, the
+    copy's card says when they were measured, and the shipped folder is left as it was."""
+    from cotlab.cli import main
+
+    shipped = io.DATA_DIR / "checkpoints" / name
+    before = {p.name: p.read_bytes() for p in shipped.iterdir()}
+    copy = tmp_path / name
+    shutil.copytree(shipped, copy)
+    assert main(["evaluate", str(copy)]) == 0
+    original, card = json.loads(before["card.json"]), checkpoint_card(copy)
+    assert card["profile"] == "cpu"
+    measured = [k for k in original["metrics"] if not k.startswith("train_") and k != "temperature"]  # the rest: logged
+    for key in measured:  # the cpu-sized evaluation reproduces the shipped numbers
+        assert card["metrics"][key] == pytest.approx(original["metrics"][key], abs=1e-6), key
+    assert card["evaluated"]["command"] == f"cotlab evaluate {copy}" and card["evaluated"]["commit"] == io.git_commit()
+    assert {k: card[k] for k in ("command", "steps", "date")} == {k: original[k] for k in ("command", "steps", "date")}
+    printed = {line.split()[0] for line in capsys.readouterr().out.splitlines() if line.startswith("  ")}
+    assert set(measured) <= printed <= set(card["metrics"])  # what it printed is what the card now holds
+    assert {p.name: p.read_bytes() for p in shipped.iterdir()} == before

@@ -1,6 +1,9 @@
 """cotlab run: notebooks executed with papermill into a new run folder, with a summary."""
 
 import json
+import os
+import subprocess
+import sys
 
 import nbformat
 import pytest
@@ -76,3 +79,24 @@ def test_bad_selection_names_the_choices(notebooks, tmp_path):
 def test_parse_value_like_papermill():
     assert [parse_value(v) for v in ("True", "False", "None", "3", "-2", "0.5", "1e-3", "cpu", "true")] == \
         [True, False, None, 3, -2, 0.5, 1e-3, "cpu", "true"]
+
+
+@pytest.mark.slow  # 15 s: a cotlab process and two notebook kernels
+def test_cli_runs_the_chosen_notebooks_with_parameters_and_exits_1_naming_the_failure(notebooks, tmp_path):
+    """``cotlab run --only 00,01 -p extra 3`` on the folder $COTLAB_NOTEBOOKS names: exit status 1, the
+    failure on one line, the good notebook's outputs kept with the parameter it was given."""
+    write_notebook(notebooks / "02_unchosen.ipynb", "pass")
+    runs = tmp_path / "runs"
+    env = {**os.environ, "COTLAB_NOTEBOOKS": str(notebooks), "COTLAB_RUNS": str(runs)}
+    done = subprocess.run([sys.executable, "-m", "cotlab.cli", "run", "--profile", "smoke", "--only", "00,01",
+                           "-p", "extra", "3"], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1, done.stderr[-2000:]
+    named = [line for line in done.stdout.splitlines() if "ValueError: the shapes are wrong" in line]
+    assert named and all(line.strip().startswith(("✗", "| 01_bad |")) for line in named), done.stdout
+    (out,) = runs.iterdir()
+    results = json.loads((out / "summary.json").read_text())
+    assert [(r["notebook"], r["status"]) for r in results["notebooks"]] == [("00_good", "ok"), ("01_bad", "failed")]
+    assert results["parameters"] == {"extra": 3}
+    assert json.loads((out / "00_good" / "metrics.json").read_text())["extra"] == 3
+    assert (out / "00_good.ipynb").is_file() and (out / "00_good.html").is_file()
+    assert not (out / "02_unchosen.ipynb").exists()
