@@ -5,6 +5,7 @@ import torch
 
 from cotlab.geneval import benchmark_prompts
 from cotlab.harness import load_checkpoint, save_checkpoint
+from cotlab.masked_ar import dcar
 from cotlab.masked_ar.dcar import ResidualHead, ResidualHeadConfig, compare_residual
 from cotlab.masked_ar.model import MaskedAR, MaskedARConfig
 from cotlab.sampling import sample
@@ -73,13 +74,33 @@ def test_shipped_head_loads_strictly():
     assert load_checkpoint("dcar_head").residual_std > 0  # load_checkpoint is strict: every tensor must match
 
 
-def test_compare_residual_measures_both_variants_on_the_same_tokens(head):
+def test_compare_residual_measures_both_variants_on_the_same_tokens(head, monkeypatch):
+    """The residual is added to the very tokens the discrete variant decodes: with a stand-in head whose
+    residual is zero, D(Z_q + 0) = D(Z_q), so the two variants are the same images and every number and
+    paired difference agrees exactly; the tokens the head receives are those sampled for the prompt."""
+    sampled, given, sample = [], [], dcar.sampling.sample
+
+    def recording_sample(*args, **kwargs):
+        result = sample(*args, **kwargs)
+        sampled.append(result.tokens.clone())
+        return result
+
+    def zero_residual(tokens, captions, seed=0):
+        given.append(tokens.clone())
+        return head.generator.decode_tokens(tokens).cpu()  # D(Z_q): the hybrid decoder with Z_r = 0
+
+    monkeypatch.setattr(dcar.sampling, "sample", recording_sample)
+    monkeypatch.setattr(head, "add_residual", zero_residual)
     result = compare_residual(head, benchmark_prompts()[::200], n_samples=2, steps=2)
+    assert len(given) == len(sampled) == 3 and all(torch.equal(a, b) for a, b in zip(given, sampled))
     discrete, hybrid = result["rows"]
     assert (discrete["variant"], hybrid["variant"]) == ("discrete", "discrete+residual")
-    for row in result["rows"]:
-        assert 0 <= row["overall"] <= 1 and row["shapes_fd"] >= 0 and np.isfinite(row["psnr_to_nearest_render"])
-    assert np.isfinite(result["extra_time"]) and all(row["seconds_per_image"] > 0 for row in result["rows"])
+    for key in ("overall", "shapes_fd", "psnr_to_nearest_render"):
+        assert hybrid[key] == discrete[key]
+        np.testing.assert_array_equal(hybrid["interval"][key], discrete["interval"][key])  # NaN where too few prompts
+    assert result["difference"]["overall"]["difference"] == 0.0  # (its interval needs two prompts per task)
+    assert result["difference"]["psnr_to_nearest_render"] == {"difference": 0.0, "interval": [0.0, 0.0]}
+    assert 0 < discrete["shapes_fd"] and np.isfinite(discrete["psnr_to_nearest_render"])  # real numbers, not 0 = 0
 
 
 def test_bench_hybrid_command_prints_and_writes_the_table(head, tmp_path, capsys):
