@@ -48,10 +48,11 @@ def test_mask_schedule_by_hand():
     assert mask_schedule(8, N) == [15, 14, 13, 11, 8, 6, 3, 0]
     assert mask_schedule(N, N) == list(range(N - 1, -1, -1))
     assert mask_schedule(1, N) == [0]
-    assert mask_schedule(3, 3) == [2, 1, 0]  # ⌊3 × 0.866⌋ = 2, ⌊3 × 0.5⌋ = 1
+    assert mask_schedule(3, 3) == [2, 1, 0]  # ⌊3 × 0.866⌋ = 2, ⌊3 × 0.49999997⌋ = 1
+    assert mask_schedule(3, N) == [13, 7, 0]  # ⌊16 × 0.866⌋ = 13; cos(π/3) in float32 is 0.49999997: ⌊7.9999995⌋ = 7
 
 
-@pytest.mark.parametrize("steps", [1, 2, 4, 5, 8, 16])
+@pytest.mark.parametrize("steps", [1, 2, 3, 4, 5, 6, 8, 16])
 def test_mask_schedule_counts_what_the_amused_scheduler_leaves_masked(steps):
     """diffusers' scheduler, run on flat logits (ties broken by its Gumbel noise), is the reference."""
     scheduler = AmusedScheduler(mask_token_id=K, masking_schedule="cosine")

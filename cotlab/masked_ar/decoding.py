@@ -39,10 +39,12 @@ from cotlab.sampling import Paths
 
 def mask_schedule(steps: int, N: int) -> list[int]:
     """n_t, the number of positions still masked after step t = 1 … T, as ``AmusedScheduler`` counts
-    them: max(1, min(n_{t−1} − 1, ⌊γ(t/T) · N⌋)) before the last step, then 0."""
+    them: max(1, min(n_{t−1} − 1, ⌊γ(t/T) · N⌋)) before the last step, then 0 — with γ = cos(π/2 · t/T)
+    in float32 as the scheduler computes it (cos(π/3) is 0.49999997 there, so ⌊N/2⌋ − 1 at t/T = ⅔)."""
     counts, previous = [], N
     for t in range(1, steps):
-        previous = max(1, min(previous - 1, math.floor(N * math.cos(math.pi / 2 * t / steps))))
+        gamma = torch.cos(torch.tensor(t, dtype=torch.float32) / steps * math.pi / 2)
+        previous = max(1, min(previous - 1, int((N * gamma).floor())))
         counts.append(previous)
     return counts + [0]
 
