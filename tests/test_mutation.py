@@ -65,3 +65,13 @@ def test_the_table_marks_a_module_below_the_target():
     table = mutation.format_mutation({"modules": {"cotlab/flow.py": module}, "mutants": 10, "score": 0.7,
                                       "target": 0.8, "mutmut": "3.8.1"})
     assert "| flow | `cotlab/flow.py` | all functions | 10 | 7 | 0 | 3 | 0 | 0 | 70% **(< 80 %)** |" in table
+
+
+def test_every_named_equivalent_mutant_is_of_a_counted_module_and_function():
+    counted = {module.removesuffix(".py").replace("/", "."): functions
+               for group in mutation.GROUPS.values() for module, functions in group.counted.items()}
+    for name, reason in mutation.EQUIVALENT.items():
+        module = mutation.MUTANT.match(name)["module"]
+        assert module in counted and reason, name
+        assert counted[module] is None or mutation.function_of(name) in counted[module], name
+    assert "cotlab.masked_ar.decoding.xǁMaskGITPathsǁ__init____mutmut_1" in mutation.EQUIVALENT
