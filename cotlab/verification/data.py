@@ -111,8 +111,7 @@ def build(spec: DataSpec, progress: bool = True) -> dict:
                 final (the path's own outcome), potential, prm, clear (S,), and ``rollout_correct``
                 (S, k); the last step's labels are the path's own outcome."""
     model = load_checkpoint(spec.generator)
-    rng = np.random.default_rng(spec.seed)
-    metas = [sample_prompt(rng, tag) for tag in _balanced_tags(spec.prompts, rng)]
+    metas = prompts(spec)
     F, S = {}, {}  # column name -> values, for finals and step images
     for p, meta in enumerate(tqdm(metas, desc="verifier data", disable=not progress, mininterval=5)):
         captions = [meta["prompt"]] * spec.paths
@@ -147,6 +146,12 @@ def build(spec: DataSpec, progress: bool = True) -> dict:
     return {"finals": _stack(F), "steps": _stack(S), "spec": asdict(spec)}
 
 
+def prompts(spec: DataSpec) -> list[dict]:
+    """The M prompts of ``spec``, drawn as ``build`` draws them: tags balanced, then the caption grammar."""
+    rng = np.random.default_rng(spec.seed)
+    return [sample_prompt(rng, tag) for tag in _balanced_tags(spec.prompts, rng)]
+
+
 def _balanced_tags(n: int, rng: np.random.Generator) -> list[str]:
     tags = [TAGS[i % len(TAGS)] for i in range(n)]
     rng.shuffle(tags)
@@ -172,7 +177,9 @@ def _stack(table: dict[str, list]) -> dict:
 
 def load_or_build(spec: DataSpec, progress: bool = True) -> dict:
     """``build(spec)``, cached in runs/verifier_data/ under a hash of the spec and the generator's
-    checkpoint (a retrained generator gets new data)."""
+    checkpoint (a retrained generator gets new data). A cache is judged again on load: ``kind`` and
+    ``redo`` follow the current rules; if a final's verdict ``correct`` is not the current rules' own,
+    the data is built anew — the step labels came from the rollouts' finals, which are not kept."""
     card = checkpoint_card(spec.generator)
     key = hashlib.sha1(json.dumps([asdict(spec), card.get("date"), card.get("steps")], sort_keys=True)
                        .encode()).hexdigest()[:12]
@@ -183,7 +190,8 @@ def load_or_build(spec: DataSpec, progress: bool = True) -> dict:
         targets = [reflection_target(x, m) for x, m in zip(finals["image"].permute(0, 2, 3, 1).numpy(), finals["meta"])]
         finals["kind"] = torch.tensor([k for k, _ in targets])
         finals["redo"] = torch.from_numpy(np.stack([r for _, r in targets]))
-        return data
+        if torch.equal(finals["correct"], finals["kind"] == 0):
+            return data
     data = build(spec, progress)
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_output(path) as tmp:
