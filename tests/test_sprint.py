@@ -447,3 +447,7 @@ def test_the_discriminator_hinge_loss_by_hand():
     assert hinge_loss(real, fake).item() == pytest.approx(0.5 * (5 / 6 + 1 / 2))
     # confident and right on both sides: no loss at all
     assert hinge_loss(torch.tensor([1.5]), torch.tensor([-1.0])).item() == 0.0
+    # it trains the discriminator: d/dD(real) = −½·(1/3) where 1 − D > 0, d/dD(fake) = ½·(1/2) where 1 + D > 0
+    real, fake = real.requires_grad_(), fake.requires_grad_()
+    hinge_loss(real, fake).backward()
+    assert real.grad.tolist() == pytest.approx([0, -1 / 6, -1 / 6]) and fake.grad.tolist() == pytest.approx([0, 1 / 4])

@@ -252,13 +252,13 @@ class SprintStudent(SanaDiT):
         return [opt_g, opt_d], [schedule]
 
 
-@torch.no_grad()
 def hinge_loss(real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
     """LADD's discriminator loss on logits of real and fake latents (the student's and misaligned ones):
     L_D = ½ (E[max(0, 1 − D(real))] + E[max(0, 1 + D(fake))])."""
     return 0.5 * (torch.relu(1 - real).mean() + torch.relu(1 + fake).mean())
 
 
+@torch.no_grad()
 def consistency_tangent(F, x_t: torch.Tensor, theta: torch.Tensor, dxdt: torch.Tensor, sigma_data: float,
                         r: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
     """F⁻ = F(x_θ/σ_d, θ) (B, C, h, w) and sCM's tangent (B, C, h, w), not yet normalised,
