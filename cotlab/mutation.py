@@ -24,6 +24,7 @@ that reach it, so one slow test would multiply), and ``--show`` prints every sur
 from __future__ import annotations
 
 import argparse
+import ast
 import json
 import os
 import re
@@ -130,16 +131,29 @@ def function_of(mutant: str) -> str:
     return m["function"] or f"{m['cls']}.{m['method']}"
 
 
-def tally(statuses: dict[str, str], counted: tuple[str, ...] | None) -> dict:
+def functions_in(source: str) -> list[str]:
+    """The functions of a module's source, ``Class.method`` for methods, in order."""
+    tree = ast.parse(source)
+    defs = (ast.FunctionDef, ast.AsyncFunctionDef)
+    return [name for node in tree.body for name in
+            ([node.name] if isinstance(node, defs) else
+             [f"{node.name}.{f.name}" for f in node.body if isinstance(f, defs)] if isinstance(node, ast.ClassDef) else [])]
+
+
+def tally(statuses: dict[str, str], counted: tuple[str, ...] | None, functions: list[str] = ()) -> dict:
     """A module's score from ``{mutant: status}``: the counted mutants' killed, timeout, survived and
-    untested numbers, the score (killed + timeout) / mutants, and the survivors by name."""
+    untested numbers, the score (killed + timeout) / mutants, the survivors by name, and the counted
+    ``functions`` without a single mutant — mutmut 3 leaves decorated functions (``@torch.no_grad()``)
+    alone, so those are guarded by deliberate breaks in the tests, not measured here."""
     mine = {k: s for k, s in statuses.items() if counted is None or function_of(k) in counted}
+    mutated = {function_of(k) for k in statuses}
+    unmutated = [f for f in (counted or functions) if f not in mutated]
     n = {status: sum(s == status for s in mine.values()) for status in (KILLED, TIMEOUT, SURVIVED, NO_TESTS)}
     survivors = sorted(k for k, s in mine.items() if s in (SURVIVED, NO_TESTS))
     return {"mutants": len(mine), **{k.replace(" ", "_"): v for k, v in n.items()},
             "score": (n[KILLED] + n[TIMEOUT]) / len(mine) if mine else float("nan"),
             "survivors": survivors, "equivalent": {k: EQUIVALENT[k] for k in survivors if k in EQUIVALENT},
-            "all_functions_mutants": len(statuses)}
+            "unmutated": unmutated, "all_functions_mutants": len(statuses)}
 
 
 def mutmut_config(group: Group, tests: list[str]) -> str:
@@ -174,7 +188,9 @@ def run_group(name: str, show: bool = False) -> dict:
     for module, counted in group.counted.items():
         meta = json.loads((scratch / "mutants" / (module + ".meta")).read_text())
         statuses = {k: STATUS.get(code, f"other ({code})") for k, code in meta["exit_code_by_key"].items()}
-        result[module] = {"tests": tests, "counted": list(counted) if counted else "all", **tally(statuses, counted)}
+        functions = functions_in((REPO_ROOT / module).read_text())
+        result[module] = {"tests": tests, "counted": list(counted) if counted else "all",
+                          **tally(statuses, counted, functions)}
         if show:
             for mutant in result[module]["survivors"]:
                 print(subprocess.run([sys.executable, "-m", "mutmut", "show", mutant], cwd=scratch, env=env,
@@ -216,6 +232,11 @@ def format_mutation(result: dict) -> str:
                      f"{r['survived']} | {r['no_tests']} | {len(r['equivalent'])} | {r['score']:.0%}{mark} |")
     lines.append(f"\nAll counted mutants: {result['mutants']}, score {result['score']:.1%} "
                  f"(mutmut {result['mutmut']}; timeouts count as killed; target ≥ {result['target']:.0%} per module).")
+    unmutated = [f"`{m.split('/')[-1]}` {', '.join(r['unmutated'])}" for m, r in result["modules"].items()
+                 if r["unmutated"]]
+    if unmutated:
+        lines.append("\nFunctions mutmut left without a mutant (decorated ones, or nothing to mutate; the tests' "
+                     "deliberate breaks guard them instead): " + "; ".join(unmutated) + ".")
     named = {k: v for r in result["modules"].values() for k, v in r["equivalent"].items()}
     if named:
         lines.append("\nEquivalent survivors (no input can tell them apart):\n")

@@ -24,7 +24,9 @@ def test_tally_counts_only_the_counted_functions_and_scores_timeouts_as_killed()
         == (4, 1, 1, 1, 1)
     assert counted["score"] == 0.5
     assert counted["survivors"] == ["m.x_loss__mutmut_3", "m.x_loss__mutmut_4"]
-    assert counted["all_functions_mutants"] == 5
+    assert counted["all_functions_mutants"] == 5 and counted["unmutated"] == []
+    assert mutation.tally(statuses, ("loss", "search"))["unmutated"] == ["search"]
+    assert mutation.tally(statuses, None, ["loss", "plot", "search"])["unmutated"] == ["search"]
     everything = mutation.tally(statuses, None)
     assert everything["mutants"] == 5 and everything["score"] == pytest.approx(2 / 5)
     assert math.isnan(mutation.tally({}, None)["score"])
@@ -61,10 +63,11 @@ def test_an_unknown_group_is_refused_in_one_line():
 
 def test_the_table_marks_a_module_below_the_target():
     module = {"group": "flow", "counted": "all", "mutants": 10, "killed": 7, "timeout": 0, "survived": 3,
-              "no_tests": 0, "equivalent": {}, "score": 0.7}
+              "no_tests": 0, "equivalent": {}, "score": 0.7, "unmutated": ["search"]}
     table = mutation.format_mutation({"modules": {"cotlab/flow.py": module}, "mutants": 10, "score": 0.7,
                                       "target": 0.8, "mutmut": "3.8.1"})
     assert "| flow | `cotlab/flow.py` | all functions | 10 | 7 | 0 | 3 | 0 | 0 | 70% **(< 80 %)** |" in table
+    assert "`flow.py` search." in table
 
 
 def test_every_named_equivalent_mutant_is_of_a_counted_module_and_function():
@@ -75,3 +78,8 @@ def test_every_named_equivalent_mutant_is_of_a_counted_module_and_function():
         assert module in counted and reason, name
         assert counted[module] is None or mutation.function_of(name) in counted[module], name
     assert "cotlab.masked_ar.decoding.xǁMaskGITPathsǁ__init____mutmut_1" in mutation.EQUIVALENT
+
+
+def test_functions_in_lists_functions_and_methods_in_order():
+    source = "import x\n\ndef f():\n    pass\n\nclass A:\n    N = 1\n\n    @property\n    def g(self):\n        return 1\n\nasync def h():\n    pass\n"
+    assert mutation.functions_in(source) == ["f", "A.g", "h"]
