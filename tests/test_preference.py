@@ -178,6 +178,7 @@ def _train_smoke(name: str, tmp_path):
     return model, metrics
 
 
+@pytest.mark.slow  # three smoke trainings, ~10 s
 def test_released_guidance_trains_the_same_weights_as_plain_dpo(tmp_path):
     """The paper's reward term is a fresh constant tensor: the loss changes, not one gradient — so
     DPO with it ends bit for bit where plain DPO does; the guidance that trains does not."""
