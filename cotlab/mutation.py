@@ -236,15 +236,19 @@ def format_mutation(result: dict) -> str:
               for group, error in result.get("failed", {}).items()]
     lines.append(f"\nAll counted mutants: {result['mutants']}, score {result['score']:.1%} "
                  f"(mutmut {result['mutmut']}; timeouts count as killed; target ≥ {result['target']:.0%} per module).")
-    unmutated = [f"`{m.split('/')[-1]}` {', '.join(r['unmutated'])}" for m, r in result["modules"].items()
+    unmutated = [f"`{m.removeprefix('cotlab/')}` {', '.join(r['unmutated'])}" for m, r in result["modules"].items()
                  if r["unmutated"]]
     if unmutated:
         lines.append("\nFunctions mutmut left without a mutant (decorated ones, or nothing to mutate; the tests' "
                      "deliberate breaks guard them instead): " + "; ".join(unmutated) + ".")
-    named = {k: v for r in result["modules"].values() for k, v in r["equivalent"].items()}
-    if named:
-        lines.append("\nEquivalent survivors (no input can tell them apart):\n")
-        lines += [f"- `{k}`: {v}" for k, v in named.items()]
+    by_reason: dict[str, list[str]] = {}
+    for r in result["modules"].values():
+        for mutant, reason in sorted(r["equivalent"].items()):
+            module, number = MUTANT.match(mutant)["module"], mutant.rsplit("_", 1)[1]
+            by_reason.setdefault(reason, []).append(f"{module.removeprefix('cotlab.')}.{function_of(mutant)} {number}")
+    if by_reason:
+        lines.append("\nSurvivors named equivalent (no input can tell them apart; still counted as survivors):\n")
+        lines += [f"- {reason}: {', '.join(names)}" for reason, names in by_reason.items()]
     return "\n".join(lines) + "\n"
 
 

@@ -67,7 +67,7 @@ def test_the_table_marks_a_module_below_the_target():
     table = mutation.format_mutation({"modules": {"cotlab/flow.py": module}, "mutants": 10, "score": 0.7,
                                       "target": 0.8, "mutmut": "3.8.1"})
     assert "| flow | `cotlab/flow.py` | all functions | 10 | 7 | 0 | 3 | 0 | 0 | 70% **(< 80 %)** |" in table
-    assert "`flow.py` search." in table
+    assert "`flow.py` search." in table  # the module's path below cotlab/
 
 
 def test_every_named_equivalent_mutant_is_of_a_counted_module_and_function():
@@ -83,3 +83,18 @@ def test_every_named_equivalent_mutant_is_of_a_counted_module_and_function():
 def test_functions_in_lists_functions_and_methods_in_order():
     source = "import x\n\ndef f():\n    pass\n\nclass A:\n    N = 1\n\n    @property\n    def g(self):\n        return 1\n\nasync def h():\n    pass\n"
     assert mutation.functions_in(source) == ["f", "A.g", "h"]
+
+
+def test_a_group_mutmut_cannot_run_is_reported_and_the_others_measured(monkeypatch):
+    from argparse import Namespace
+
+    def run_group(name, show=False):
+        if name == "flow":
+            raise CotlabError("mutmut failed on group 'flow' (exit 1): read runs/mutation/flow/mutmut.log")
+        return {"cotlab/stats.py": {"counted": "all", "mutants": 4, "killed": 3, "timeout": 0, "survived": 1,
+                                    "no_tests": 0, "equivalent": {}, "unmutated": [], "score": 0.75}}
+    monkeypatch.setattr(mutation, "run_group", run_group)
+    result = mutation.bench_mutation(Namespace(only="stats,flow", show=False))
+    assert result["failed"] == {"flow": "mutmut failed on group 'flow' (exit 1): read runs/mutation/flow/mutmut.log"}
+    assert result["mutants"] == 4 and result["score"] == 0.75
+    assert "| flow | could not be measured: mutmut failed on group 'flow'" in mutation.format_mutation(result)
