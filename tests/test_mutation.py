@@ -1,5 +1,8 @@
 """``cotlab bench mutation``: how mutants are named, counted and scored (mutmut itself runs in ``make mutation``)."""
 import math
+import sys
+import types
+
 import pytest
 
 from cotlab import mutation
@@ -94,6 +97,8 @@ def test_a_group_mutmut_cannot_run_is_reported_and_the_others_measured(monkeypat
         return {"cotlab/stats.py": {"counted": "all", "mutants": 4, "killed": 3, "timeout": 0, "survived": 1,
                                     "no_tests": 0, "equivalent": {}, "unmutated": [], "score": 0.75}}
     monkeypatch.setattr(mutation, "run_group", run_group)
+    monkeypatch.setitem(sys.modules, "mutmut", types.ModuleType("mutmut"))  # make test runs without mutmut
+    monkeypatch.setattr(mutation, "_mutmut_version", lambda: "3.8.1")
     result = mutation.bench_mutation(Namespace(only="stats,flow", show=False))
     assert result["failed"] == {"flow": "mutmut failed on group 'flow' (exit 1): read runs/mutation/flow/mutmut.log"}
     assert result["mutants"] == 4 and result["score"] == 0.75

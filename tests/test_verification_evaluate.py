@@ -199,18 +199,6 @@ def test_compare_called_bare_runs_what_the_bench_runs():
     assert ours["scaling"].default == (1, 2, 4, 8, 16, 20) and ours["rounds"].default == 3
 
 
-def remembered(judge):
-    """``judge`` answering each (image, prompt) once: the bench judges only 3 images × 3 prompts."""
-    answers = {}
-
-    def once(image, meta, *args):
-        key = (image.tobytes(), meta["prompt"])
-        if key not in answers:
-            answers[key] = judge(image, meta, *args)
-        return answers[key]
-    return once
-
-
 THIRD, TWO_THIRDS = 1 / 3, 2 / 3
 TABLE = {  # strategy: (single_object, colors, counting, passes / image, verifier calls / image)
     "baseline": (0, 0, 0, STEPS * 2, 0),
