@@ -8,6 +8,7 @@ import torch
 
 from cotlab.masked_ar.model import MaskedAR, MaskedARConfig, cosine_schedule, random_mask
 from cotlab.preference.dpo import DPO, dpo_loss, masked_logp, pair_masks
+from cotlab.sampling import path_seed
 
 
 @pytest.fixture(scope="module")
@@ -189,3 +190,82 @@ def test_released_guidance_trains_the_same_weights_as_plain_dpo(tmp_path):
     for (name, a), b in zip(plain.state_dict().items(), released.state_dict().values()):
         assert torch.equal(a, b), name
     assert any(not torch.equal(a, b) for a, b in zip(plain.state_dict().values(), training.state_dict().values()))
+
+
+# --- the reward-model guidance term, on stand-ins -------------------------------------------------
+class GuidedModel:
+    """A stand-in for ``DPO`` in ``guidance_term``: it records whether it was in training mode."""
+
+    device = torch.device("cpu")
+
+    def __init__(self, guidance: str):
+        self.config = SimpleNamespace(guidance=guidance, guidance_group=2, guidance_prompts=2, data_seed=5,
+                                      label="orm")
+        self.global_step, self.training = 7, True
+
+    def eval(self):
+        self.training = False
+
+    def train(self):
+        self.training = True
+
+
+@pytest.fixture
+def fresh_samples(monkeypatch):
+    """``guidance_term``'s collaborators replaced: rollouts that record what they were asked, the
+    reward model returning ``rewards``, and a leaf log-probability (4, 3) to take gradients at."""
+    import cotlab.preference.dpo as dpo
+
+    seen = SimpleNamespace(rewards=torch.tensor([1.0, 0.0, 0.5, 0.5]), logp=torch.zeros(4, 3, requires_grad=True))
+
+    def rollout(policy, captions, metas, seeds):
+        seen.training, seen.captions, seen.metas, seen.seeds = policy.training, captions, metas, seeds
+        return SimpleNamespace(images="images", metas=metas)
+
+    def load_reward(name):
+        seen.label = name
+        return lambda images, captions, metas: seen.rewards
+
+    monkeypatch.setattr(dpo, "rollout", rollout)
+    monkeypatch.setattr(dpo, "load_reward", load_reward)
+    monkeypatch.setattr(dpo, "trajectory_logp", lambda policy, rollouts: seen.logp)
+    return seen
+
+
+BATCH = {"meta": [{"prompt": "a red circle"}, {"prompt": "two squares"}, {"prompt": "a blue star"}]}
+
+
+def test_guidance_samples_the_first_captions_of_the_batch_in_eval_mode(fresh_samples):
+    """G = 2 fresh samples of each of the first 2 captions, decoded in eval mode from seeds that name
+    (data seed, step, sample), scored by the label's reward model; training mode comes back after."""
+    model = GuidedModel("released")
+    DPO.guidance_term(model, BATCH)
+    assert fresh_samples.captions == ["a red circle", "a red circle", "two squares", "two squares"]
+    assert [m["prompt"] for m in fresh_samples.metas] == fresh_samples.captions
+    assert fresh_samples.seeds == [path_seed(5, 7, i) for i in range(4)]
+    assert fresh_samples.training is False and model.training is True
+    assert fresh_samples.label == "orm"
+
+
+def test_released_guidance_is_a_constant_minus_log_p_yes(fresh_samples):
+    """The released term: −mean log P(yes), P clamped at 1e-6, as a new tensor with no gradient.
+    Rewards (0.5, 0.25, 0, 1): (log 2 + log 4 − log 1e-6 + 0) / 4."""
+    fresh_samples.rewards = torch.tensor([0.5, 0.25, 0.0, 1.0])
+    term, logs = DPO.guidance_term(GuidedModel("released"), BATCH)
+    expected = (math.log(2) + math.log(4) - math.log(1e-6)) / 4
+    assert term.item() == pytest.approx(expected, rel=1e-6)
+    assert not term.requires_grad and term.grad_fn is None
+    assert logs["fresh_reward"].item() == pytest.approx(0.4375)
+
+
+def test_training_guidance_is_grpo_on_the_fresh_samples(fresh_samples):
+    """The training term is GRPO on the fresh samples at ρ = 1: rewards (1, 0 | 0.5, 0.5) in groups of
+    2 give advantages ±0.5/(0.5 + 1e-4) and 0 (an all-equal group is dropped), so the loss is
+    −mean(A) = 0 and ∂loss/∂log π(step t of image b) = −A_b / (4·3)."""
+    term, logs = DPO.guidance_term(GuidedModel("training"), BATCH)
+    term.backward()
+    A = 0.5 / (0.5 + 1e-4)
+    expected = -torch.tensor([A, -A, 0.0, 0.0])[:, None].expand(4, 3) / 12
+    assert term.item() == pytest.approx(0.0, abs=1e-7)
+    assert torch.allclose(fresh_samples.logp.grad, expected, atol=1e-7)
+    assert logs["fresh_reward"].item() == pytest.approx(0.5) and logs["clipped"].item() == 0.0
