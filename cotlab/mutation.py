@@ -20,6 +20,10 @@ scratch folder ``runs/mutation/GROUP/`` — a copy of ``cotlab/`` and ``tests/``
 working tree is never touched — on one thread per test process (a forked torch with a thread pool
 hangs), with the group's fast tests (those marked ``slow`` are left out: each mutant reruns the tests
 that reach it, so one slow test would multiply), and ``--show`` prints every survivor's diff.
+
+mutmut leaves decorated functions alone, and the searches, the decoding steps and the scores run under
+``@torch.no_grad()``. The scratch copy therefore moves that decorator inside (``no_grad_inside``): the
+same function with its body under ``with torch.no_grad():``, which mutmut does mutate.
 """
 from __future__ import annotations
 
@@ -31,6 +35,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tokenize
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -140,11 +145,35 @@ def functions_in(source: str) -> list[str]:
              [f"{node.name}.{f.name}" for f in node.body if isinstance(f, defs)] if isinstance(node, ast.ClassDef) else [])]
 
 
+def no_grad_inside(source: str) -> str:
+    """``source`` with every ``@torch.no_grad()`` function rewritten to hold its body under
+    ``with torch.no_grad():`` (its docstring left above) — the same function (none of them is a
+    generator), which mutmut mutates where it skips a decorated one. Lines inside a multi-line string
+    keep their text."""
+    lines = source.splitlines(keepends=True)
+    inside_string = {row for token in tokenize.generate_tokens(iter(lines).__next__)
+                     if token.type == tokenize.STRING for row in range(token.start[0] + 1, token.end[0] + 1)}
+    edits = []  # (decorator line, first body line, last line), 1-based
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            for decorator in node.decorator_list:
+                if ast.unparse(decorator) == "torch.no_grad()":
+                    code = node.body[1:] if ast.get_docstring(node) is not None else node.body  # the docstring stays
+                    edits.append((decorator.lineno, code[0].lineno, node.end_lineno))
+    for decorator, first, last in sorted(edits, reverse=True):  # bottom up: earlier line numbers stay valid
+        indent = re.match(r"\s*", lines[first - 1]).group()
+        body = [line if row in inside_string or not line.strip() else "    " + line
+                for row, line in enumerate(lines[first - 1:last], first)]
+        lines[first - 1:last] = [f"{indent}with torch.no_grad():\n", *body]
+        del lines[decorator - 1]
+    return "".join(lines)
+
+
 def tally(statuses: dict[str, str], counted: tuple[str, ...] | None, functions: list[str] = ()) -> dict:
     """A module's score from ``{mutant: status}``: the counted mutants' killed, timeout, survived and
     untested numbers, the score (killed + timeout) / mutants, the survivors by name, and the counted
-    ``functions`` without a single mutant — mutmut 3 leaves decorated functions (``@torch.no_grad()``)
-    alone, so those are guarded by deliberate breaks in the tests, not measured here."""
+    ``functions`` without a single mutant (properties and cached functions: mutmut leaves decorated
+    functions alone; those are guarded by deliberate breaks in the tests, not measured here)."""
     mine = {k: s for k, s in statuses.items() if counted is None or function_of(k) in counted}
     mutated = {function_of(k) for k in statuses}
     unmutated = [f for f in (counted or functions) if f not in mutated]
@@ -176,6 +205,8 @@ def run_group(name: str, show: bool = False) -> dict:
     shutil.rmtree(scratch, ignore_errors=True)
     for part in ("cotlab", "tests"):
         shutil.copytree(REPO_ROOT / part, scratch / part, ignore=shutil.ignore_patterns("__pycache__"))
+    for module in group.counted:
+        (scratch / module).write_text(no_grad_inside((REPO_ROOT / module).read_text()))
     (scratch / "pyproject.toml").write_text(mutmut_config(group, tests))
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "COTLAB_DATA": str(DATA_DIR),
            "COTLAB_RUNS": str(scratch / "runs")}
@@ -239,7 +270,7 @@ def format_mutation(result: dict) -> str:
     unmutated = [f"`{m.removeprefix('cotlab/')}` {', '.join(r['unmutated'])}" for m, r in result["modules"].items()
                  if r["unmutated"]]
     if unmutated:
-        lines.append("\nFunctions mutmut left without a mutant (decorated ones, or nothing to mutate; the tests' "
+        lines.append("\nFunctions mutmut left without a mutant (properties and other decorated functions, or nothing to mutate; the tests' "
                      "deliberate breaks guard them instead): " + "; ".join(unmutated) + ".")
     by_reason: dict[str, list[str]] = {}
     for r in result["modules"].values():

@@ -4,6 +4,7 @@ import sys
 import types
 
 import pytest
+import torch
 
 from cotlab import mutation
 from cotlab.errors import CotlabError
@@ -103,3 +104,53 @@ def test_a_group_mutmut_cannot_run_is_reported_and_the_others_measured(monkeypat
     assert result["failed"] == {"flow": "mutmut failed on group 'flow' (exit 1): read runs/mutation/flow/mutmut.log"}
     assert result["mutants"] == 4 and result["score"] == 0.75
     assert "| flow | could not be measured: mutmut failed on group 'flow'" in mutation.format_mutation(result)
+
+
+SOURCE = '''import torch
+
+
+@torch.no_grad()
+def doubled(x):
+    """2x, without a graph."""
+    y = 2 * x
+    return y, torch.is_grad_enabled()
+
+
+@staticmethod
+def kept(x):
+    return x
+
+
+class Paths:
+    @torch.no_grad()
+    def step(self, x):
+        note = """a string
+over lines"""
+        return x + 1, note, torch.is_grad_enabled()
+'''
+
+
+def test_no_grad_inside_moves_the_decorator_into_the_body():
+    """The rewrite mutmut sees: no ``@torch.no_grad()`` left, the docstring above the ``with``, other
+    decorators kept, a multi-line string's text unchanged — and the functions compute what they did,
+    with grad mode off inside them."""
+    rewritten = mutation.no_grad_inside(SOURCE)
+    assert "@torch.no_grad()" not in rewritten and "@staticmethod" in rewritten
+    assert ('def doubled(x):\n    """2x, without a graph."""\n    with torch.no_grad():\n        y = 2 * x\n'
+            in rewritten)
+    assert 'note = """a string\nover lines"""' in rewritten
+    for source in (SOURCE, rewritten):
+        namespace = {}
+        exec(compile(source, "<source>", "exec"), namespace)
+        x = torch.ones(2, requires_grad=True)
+        y, grad_mode = namespace["doubled"](x)
+        assert y.tolist() == [2.0, 2.0] and not y.requires_grad and grad_mode is False
+        assert namespace["Paths"]().step(1) == (2, "a string\nover lines", False)
+
+
+def test_no_grad_inside_leaves_every_counted_module_compiling():
+    for group in mutation.GROUPS.values():
+        for module in group.counted:
+            rewritten = mutation.no_grad_inside((REPO_ROOT / module).read_text())
+            compile(rewritten, module, "exec")
+            assert "@torch.no_grad()" not in rewritten, module
