@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 from cotlab import geneval
 from cotlab.bench import Bench, load_shipped, prompt_options
 from cotlab.errors import CotlabError
-from cotlab.io import git_commit
+from cotlab.io import changed_since, git_commit
 from cotlab.geneval import benchmark_prompts, stratified_prompts
 from cotlab.metrics import to_uint8
 from cotlab.sampling import path_seed
@@ -202,10 +202,18 @@ def merge_into_shipped(result: dict, shipped: dict) -> dict:
     """``result`` (a few rows) added to the shipped capstone record ``shipped``, so that one row need
     not cost the whole table. The settings must be the shipped ones, and a row measured in both must
     be equal to the last digit: the same seeds through the same code give the same images, so any
-    difference means the code changed since, and then only the whole table is honest. Comparisons
+    difference means the code changed since, and then only the whole table is honest; so does a
+    checkpoint the shipped rows used changed since their commit (git tells). Comparisons
     measured now replace the shipped ones; ``runs`` says which rows each run measured, at which commit."""
     old = shipped["result"]
     same_settings(shipped, result["settings"])
+    used = [f"data/checkpoints/{name}/model.safetensors" for name in
+            sorted({ROWS[n][0] for n in old["table"]} | {"orm", "prm", "parm"})]
+    changed = changed_since(shipped["commit"], used)
+    if changed is None or changed:
+        raise CotlabError(f"--merge needs the checkpoints the shipped table used, unchanged since its commit "
+                          f"{shipped['commit']}: {'git cannot tell' if changed is None else ', '.join(changed) + ' changed'}"
+                          "; run the whole table: cotlab bench capstone --ship")
     for name in sorted(set(old["table"]) & set(result["table"])):
         if json.loads(json.dumps(result["table"][name])) != old["table"][name]:
             raise CotlabError(f"row {name} measured now differs from the shipped one (commit {shipped['commit']}): "
