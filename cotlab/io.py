@@ -117,16 +117,27 @@ def write_metrics(run_dir: str | Path, metrics: dict[str, Any]) -> dict[str, Any
     return merged
 
 
+def _git(*args: str, cwd: Path = REPO_ROOT) -> subprocess.CompletedProcess:
+    return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=30)
+
+
+def changed_since(commit: str, paths: list[str], cwd: Path = REPO_ROOT) -> list[str] | None:
+    """The ``paths`` (relative to the repository) whose content now — working tree included — differs
+    from ``commit``'s, or None when git cannot tell (no repository, or a commit not in its history)."""
+    try:
+        diff = _git("diff", "--name-only", commit, "--", *paths, cwd=cwd)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return diff.stdout.split() if diff.returncode == 0 else None
+
+
 def git_commit() -> str:
     """The repository's short commit, with ``-dirty`` if tracked files changed since; else "unknown"."""
-    def git(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=30)
-
     try:
-        head = git("rev-parse", "--short", "HEAD")
+        head = _git("rev-parse", "--short", "HEAD")
         if head.returncode != 0:
             return "unknown"
-        dirty = git("diff", "--quiet", "HEAD").returncode != 0
+        dirty = _git("diff", "--quiet", "HEAD").returncode != 0
     except (OSError, subprocess.TimeoutExpired):
         return "unknown"
     return head.stdout.strip() + ("-dirty" if dirty else "")

@@ -43,6 +43,7 @@ RECIPES = {
     "xar_image": "cotlab.xar.recipes:XAR_IMAGE",
     "xar_cell_tf": "cotlab.xar.recipes:XAR_CELL_TF",
     "dpo": "cotlab.preference.recipes:DPO_RECIPE",
+    "dpo_two_masks": "cotlab.preference.recipes:DPO_TWO_MASKS",
     "it_dpo": "cotlab.preference.recipes:IT_DPO",
     "dpo_guidance_released": "cotlab.preference.recipes:DPO_GUIDANCE_RELEASED",
     "dpo_guidance": "cotlab.preference.recipes:DPO_GUIDANCE",

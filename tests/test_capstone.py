@@ -4,7 +4,8 @@ import pytest
 
 from cotlab.harness import load_checkpoint
 from cotlab.geneval import stratified_prompts
-from cotlab.preference.bench import bench_capstone, format_capstone
+from cotlab.preference import bench as capstone
+from cotlab.preference.bench import bench_capstone, format_capstone, merge_into_shipped
 from cotlab.verification.evaluate import compare
 from cotlab.errors import CotlabError
 
@@ -23,3 +24,96 @@ def test_capstone_rows_equal_the_verification_benchs_on_the_same_seeds():
     assert "held-out bindings" in format_capstone(result)
     with pytest.raises(CotlabError, match="unknown capstone row"):
         bench_capstone(["grpo+clip"])
+
+
+def _row(overall):
+    return {where: {"overall": overall, "interval": {"overall": [overall - 0.1, overall + 0.1]}, "passes": 16}
+            for where in ("benchmark", "heldout")}
+
+
+def _difference(a, b, where, value):
+    return {"a": a, "b": b, "set": where, "difference": value, "interval": [value - 0.1, value + 0.1]}
+
+
+SETTINGS = {"prompts": {"benchmark": 139, "heldout": 124}, "n_samples": 4, "N": 20, "steps": 8, "cfg": 3.0,
+            "seed": 0, "every": 4}
+
+
+def _shipped():
+    result = {"table": {"baseline": _row(0.6), "dpo": _row(0.7), "grpo": _row(0.65)},
+              "differences": [_difference("dpo", "baseline", "benchmark", 0.1),
+                              _difference("grpo", "baseline", "heldout", 0.05)],
+              "heldout_quality": {"ORM": "shipped"}, "paper": {}, "settings": SETTINGS, "seconds": 600.0}
+    return {"result": result, "commit": "abc1234", "date": "2026-11-28", "minutes": 10.0}
+
+
+@pytest.fixture
+def unchanged(monkeypatch):
+    """git says no checkpoint changed since the shipped commit; returns what it was asked."""
+    asked = {}
+
+    def changed_since(commit, paths):
+        asked.update(commit=commit, paths=paths)
+        return asked.get("answer", [])
+    monkeypatch.setattr(capstone, "changed_since", changed_since)
+    return asked
+
+
+def test_merge_adds_rows_in_the_tables_order_and_keeps_each_runs_provenance(unchanged):
+    """Rows dpo (re-measured, equal) and guidance (new): the table keeps baseline and grpo from the
+    shipped run, puts guidance after dpo as ROWS orders them, replaces the comparisons measured now,
+    keeps the others, and says which run measured what."""
+    now = {"table": {"dpo": _row(0.7), "guidance": _row(0.72)},
+           "differences": [_difference("dpo", "baseline", "benchmark", 0.2),  # replaces the shipped 0.1
+                           _difference("guidance", "dpo", "benchmark", 0.02)],
+           "heldout_quality": {}, "paper": {}, "settings": SETTINGS, "seconds": 120.0}
+    merged = merge_into_shipped(now, _shipped())
+    assert list(merged["table"]) == ["baseline", "dpo", "guidance", "grpo"]
+    assert merged["table"]["guidance"] == _row(0.72) and merged["table"]["grpo"] == _row(0.65)
+    assert [(d["a"], d["b"], d["set"], d["difference"]) for d in merged["differences"]] == [
+        ("dpo", "baseline", "benchmark", 0.2), ("guidance", "dpo", "benchmark", 0.02),
+        ("grpo", "baseline", "heldout", 0.05)]  # in COMPARISONS' order
+    assert merged["heldout_quality"] == {"ORM": "shipped"} and merged["seconds"] == 720.0
+    assert [(r["rows"], r["minutes"]) for r in merged["runs"]] == [(["baseline", "dpo", "grpo"], 10.0),
+                                                                   (["dpo", "guidance"], 2.0)]
+    assert merged["runs"][0]["commit"] == "abc1234"
+    assert "Measured in 2 runs" in format_capstone({**merged, "table": {}, "heldout_quality": {}})
+    assert unchanged["commit"] == "abc1234" and unchanged["paths"] == [  # the shipped rows' generators, the judges
+        f"data/checkpoints/{name}/model.safetensors" for name in ("dpo", "grpo", "maskgit", "orm", "parm", "prm")]
+
+
+def test_merge_refuses_a_row_that_no_longer_reproduces_other_settings_and_changed_checkpoints(unchanged):
+    changed = {"table": {"dpo": _row(0.71)}, "differences": [], "heldout_quality": {}, "paper": {},
+               "settings": SETTINGS, "seconds": 1.0}
+    with pytest.raises(CotlabError, match="row dpo measured now differs from the shipped one"):
+        merge_into_shipped(changed, _shipped())
+    with pytest.raises(CotlabError, match="--merge needs the shipped capstone's settings"):
+        merge_into_shipped({**changed, "table": {}, "settings": {**SETTINGS, "N": 8}}, _shipped())
+    unchanged["answer"] = ["data/checkpoints/grpo/model.safetensors"]
+    with pytest.raises(CotlabError, match="grpo/model.safetensors changed; run the whole table"):
+        merge_into_shipped({**changed, "table": {}}, _shipped())
+    unchanged["answer"] = None
+    with pytest.raises(CotlabError, match="git cannot tell"):
+        merge_into_shipped({**changed, "table": {}}, _shipped())
+
+
+def test_changed_since_reads_git(tmp_path):
+    """A file committed, then edited in the working tree: changed since the commit; another not; an
+    unknown commit: git cannot tell (None)."""
+    import subprocess
+
+    from cotlab.io import changed_since
+
+    def git(*args):
+        subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
+    git("init", "-q")
+    (tmp_path / "a").write_text("1")
+    (tmp_path / "b").write_text("1")
+    git("add", ".")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "one")
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=tmp_path, capture_output=True,
+                            text=True).stdout.strip()
+    (tmp_path / "a").write_text("2")
+    assert changed_since(commit, ["a", "b"], cwd=tmp_path) == ["a"]
+    assert changed_since(commit, ["b"], cwd=tmp_path) == []
+    assert changed_since("0000000", ["a"], cwd=tmp_path) is None

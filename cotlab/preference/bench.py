@@ -15,6 +15,7 @@ held-out images of the base generator (do the verifiers still judge compositions
 from __future__ import annotations
 
 import argparse
+import json
 import time
 
 import numpy as np
@@ -24,6 +25,7 @@ from tqdm.auto import tqdm
 from cotlab import geneval
 from cotlab.bench import Bench, load_shipped, prompt_options
 from cotlab.errors import CotlabError
+from cotlab.io import changed_since, git_commit
 from cotlab.geneval import benchmark_prompts, stratified_prompts
 from cotlab.metrics import to_uint8
 from cotlab.sampling import path_seed
@@ -41,6 +43,7 @@ ROWS = {  # name -> (generator checkpoint, test-time search or None, label), in 
     "parm": ("maskgit", "parm", "PARM"),
     "parm++": ("maskgit", "parm++", "PARM++"),
     "dpo": ("dpo", None, "DPO"),
+    "dpo_two_masks": ("dpo_two_masks", None, "DPO, two masks a pair (released code)"),
     "it_dpo": ("it_dpo", None, "iterative DPO"),
     "it_dpo+orm": ("it_dpo", "orm", "iterative DPO + ORM"),
     "it_dpo+parm": ("it_dpo", "parm", "iterative DPO + PARM"),
@@ -63,9 +66,10 @@ PAPER = {  # Show-o on GenEval (arXiv 2501.13926, Tables 1–3 and 5); the guida
                               color_attr=.48, overall=.67),
 }
 COMPARISONS = (  # (A, B): A − B, paired, on both prompt sets
-    ("dpo", "baseline"), ("it_dpo", "dpo"), ("guidance_released", "dpo"), ("guidance", "dpo"),
+    ("dpo", "baseline"), ("dpo_two_masks", "dpo"), ("it_dpo", "dpo"), ("guidance_released", "dpo"), ("guidance", "dpo"),
     ("grpo", "baseline"), ("grpo", "orm"), ("grpo", "it_dpo"), ("grpo+orm", "grpo"), ("grpo_oracle", "grpo"),
     ("it_dpo+parm", "parm"), ("grpo+parm", "parm"))
+ORDER = list(COMPARISONS)
 SETS = ("benchmark", "heldout")
 
 
@@ -132,6 +136,12 @@ def _summary(rows: list[dict], passes: float, **extra) -> dict:
             "images": len(rows), **extra}
 
 
+def settings(every: int, n_samples: int, candidates: int, steps: int, cfg: float, seed: int) -> dict:
+    """What makes two capstone runs comparable row for row."""
+    return dict(prompts={k: len(v) for k, v in prompt_sets(every).items()}, n_samples=n_samples, N=candidates,
+                steps=steps, cfg=cfg, seed=seed, every=every)
+
+
 def bench_capstone(rows: list[str] | None = None, every: int = 4, n_samples: int = 4, candidates: int = 20,
                    cfg: float = 3.0, steps: int = 8, seed: int = 0, progress: bool = True) -> dict:
     """The capstone table (module docstring) for ``rows`` (default: all of ``ROWS``)."""
@@ -177,9 +187,47 @@ def bench_capstone(rows: list[str] | None = None, every: int = 4, n_samples: int
                 differences.append({"a": a, "b": b, "set": where, **d})
     return {"table": table, "differences": differences, "heldout_quality": quality,
             "paper": {n: PAPER[n] for n in names if n in PAPER},
-            "settings": dict(prompts={k: len(v) for k, v in sets.items()}, n_samples=n_samples, N=candidates,
-                             steps=steps, cfg=cfg, seed=seed, every=every),
+            "settings": settings(every, n_samples, candidates, steps, cfg, seed),
             "seconds": time.perf_counter() - start}
+
+
+def same_settings(shipped: dict, wanted: dict) -> None:
+    """Refuse to merge rows measured with other settings than the shipped record's."""
+    if shipped["result"]["settings"] != wanted:
+        raise CotlabError(f"--merge needs the shipped capstone's settings {shipped['result']['settings']}, got "
+                          f"{wanted}: run it with those, or the whole table without --merge")
+
+
+def merge_into_shipped(result: dict, shipped: dict) -> dict:
+    """``result`` (a few rows) added to the shipped capstone record ``shipped``, so that one row need
+    not cost the whole table. The settings must be the shipped ones, and a row measured in both must
+    be equal to the last digit: the same seeds through the same code give the same images, so any
+    difference means the code changed since, and then only the whole table is honest; so does a
+    checkpoint the shipped rows used changed since their commit (git tells). Comparisons
+    measured now replace the shipped ones; ``runs`` says which rows each run measured, at which commit."""
+    old = shipped["result"]
+    same_settings(shipped, result["settings"])
+    used = [f"data/checkpoints/{name}/model.safetensors" for name in
+            sorted({ROWS[n][0] for n in old["table"]} | {"orm", "prm", "parm"})]
+    changed = changed_since(shipped["commit"], used)
+    if changed is None or changed:
+        raise CotlabError(f"--merge needs the checkpoints the shipped table used, unchanged since its commit "
+                          f"{shipped['commit']}: {'git cannot tell' if changed is None else ', '.join(changed) + ' changed'}"
+                          "; run the whole table: cotlab bench capstone --ship")
+    for name in sorted(set(old["table"]) & set(result["table"])):
+        if json.loads(json.dumps(result["table"][name])) != old["table"][name]:
+            raise CotlabError(f"row {name} measured now differs from the shipped one (commit {shipped['commit']}): "
+                              "the code changed since, so run the whole table: cotlab bench capstone --ship")
+    table = {n: result["table"].get(n) or old["table"][n] for n in ROWS if n in result["table"] or n in old["table"]}
+    key = lambda d: (ORDER.index((d["a"], d["b"])), SETS.index(d["set"]))  # noqa: E731
+    differences = {key(d): d for d in old["differences"]} | {key(d): d for d in result["differences"]}
+    runs = old.get("runs") or [dict(rows=list(old["table"]), commit=shipped["commit"], date=shipped["date"],
+                                    minutes=shipped["minutes"])]
+    return {**result, "table": table, "differences": [differences[k] for k in sorted(differences)],
+            "heldout_quality": result["heldout_quality"] or old["heldout_quality"],
+            "paper": {n: PAPER[n] for n in table if n in PAPER}, "seconds": old["seconds"] + result["seconds"],
+            "runs": runs + [dict(rows=list(result["table"]), commit=git_commit(), date=time.strftime("%Y-%m-%d"),
+                                 minutes=round(result["seconds"] / 60, 1))]}
 
 
 def format_capstone(result: dict) -> str:
@@ -222,6 +270,11 @@ def format_capstone(result: dict) -> str:
                  "a reward far above the score is a generator fooling its reward model). 95 % intervals: GenEval's "
                  "bootstrap over prompts with samples resampled within (differences paired); Wilson's for precision "
                  "and recall; a bootstrap over images for AUROC. Paper: Show-o on GenEval (arXiv 2501.13926).")
+    if len(result.get("runs", ())) > 1:
+        lines.append("Measured in " + str(len(result["runs"])) + " runs of the same seeds (`--merge`; the rows both "
+                     "measured agree to the last digit): " + "; ".join(
+                         f"{', '.join(r['rows'])} at commit {r['commit']} ({r['date']}, {r['minutes']} min)"
+                         for r in result["runs"]) + ".")
     return "\n".join(lines)
 
 
@@ -230,12 +283,23 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--candidates", type=count, default=20, help="N, paths per searched image (default: 20)")
     parser.add_argument("--steps", type=count, default=8, help="decoding steps (default: 8)")
     prompt_options(parser, every=4, prompts=139)
+    parser.add_argument("--merge", action="store_true",
+                        help="add these rows to the shipped table instead of making a new one (its settings; rows "
+                             "measured again must reproduce the shipped numbers exactly)")
 
 
 def _run(args: argparse.Namespace) -> dict:
     rows = [n.strip() for n in args.rows.split(",") if n.strip()] if args.rows else None
-    return bench_capstone(rows, every=args.every, n_samples=args.n_samples, candidates=args.candidates,
-                          cfg=args.cfg, steps=args.steps, seed=args.seed)
+    options = dict(every=args.every, n_samples=args.n_samples, candidates=args.candidates, steps=args.steps,
+                   cfg=args.cfg, seed=args.seed)
+    shipped = None
+    if args.merge:  # checked before the run, not after it
+        from cotlab import results
+
+        shipped = results.load("capstone")
+        same_settings(shipped, settings(**options))
+    result = bench_capstone(rows, **options)
+    return merge_into_shipped(result, shipped) if shipped else result
 
 
 BENCH = Bench(_arguments, _run, format_capstone,

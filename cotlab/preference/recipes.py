@@ -1,4 +1,4 @@
-"""How ``cotlab train dpo|it_dpo|dpo_guidance_released|dpo_guidance|grpo|grpo_oracle`` trains and
+"""How ``cotlab train dpo|dpo_two_masks|it_dpo|dpo_guidance_released|dpo_guidance|grpo|grpo_oracle`` trains and
 judges the aligned generators of notebook 07.
 
 Each starts from a shipped generator (``base``) and is judged like it (GenEval on the benchmark
@@ -42,6 +42,8 @@ def _grpo(name: str, description: str, **overrides) -> Recipe:
 
 
 DPO_RECIPE = _dpo("dpo", "DPO on maskgit's own samples, pairs labelled by the fine-tuned ORM (one shared mask per pair)")
+DPO_TWO_MASKS = _dpo("dpo_two_masks", "DPO masked as the paper's released train_dpo.py does: chosen and rejected "
+                     "under two independent masks", shared_mask=False)
 IT_DPO = _dpo("it_dpo", "iterative DPO: a second round on the dpo model's own samples, relabelled by the ORM "
               "(a fifth of the first round's step size: at the same 1e-4 the second round collapsed)",
               base="dpo", data_seed=2, lr=2e-5)
