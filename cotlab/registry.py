@@ -48,6 +48,7 @@ RECIPES = {
     "dpo_guidance_released": "cotlab.preference.recipes:DPO_GUIDANCE_RELEASED",
     "dpo_guidance": "cotlab.preference.recipes:DPO_GUIDANCE",
     "grpo": "cotlab.preference.recipes:GRPO_RECIPE",
+    "grpo_parm": "cotlab.preference.recipes:GRPO_PARM",
     "grpo_oracle": "cotlab.preference.recipes:GRPO_ORACLE",
 }
 

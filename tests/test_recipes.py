@@ -46,7 +46,7 @@ EVALUATION = {  # recipe -> the keys its evaluation writes to the card (the rest
                                   "sana_f4", "sprint_teacher", "sprint", "sprint_scm", "sprint_ladd", "xar",
                                   "xar_token", "xar_cell", "xar_subsample", "xar_scale", "xar_image", "xar_cell_tf")},
     **{name: GENEVAL | {"heldout_overall", "heldout_overall_interval"}
-       for name in ("dpo", "dpo_two_masks", "it_dpo", "dpo_guidance_released", "dpo_guidance", "grpo", "grpo_oracle")},
+       for name in ("dpo", "dpo_two_masks", "it_dpo", "dpo_guidance_released", "dpo_guidance", "grpo", "grpo_parm", "grpo_oracle")},
 }
 
 def files_under(folder) -> dict[str, tuple[int, int]]:

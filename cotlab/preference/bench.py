@@ -52,6 +52,7 @@ ROWS = {  # name -> (generator checkpoint, test-time search or None, label), in 
     "grpo": ("grpo", None, "GRPO (ORM reward)"),
     "grpo+orm": ("grpo", "orm", "GRPO + ORM"),
     "grpo+parm": ("grpo", "parm", "GRPO + PARM"),
+    "grpo_parm": ("grpo_parm", None, "GRPO (PARM reward)"),
     "grpo_oracle": ("grpo_oracle", None, "GRPO (exact evaluator's reward)"),
 }
 PAPER = {  # Show-o on GenEval (arXiv 2501.13926, Tables 1–3 and 5); the guidance row is its released code's
@@ -67,7 +68,7 @@ PAPER = {  # Show-o on GenEval (arXiv 2501.13926, Tables 1–3 and 5); the guida
 }
 COMPARISONS = (  # (A, B): A − B, paired, on both prompt sets
     ("dpo", "baseline"), ("dpo_two_masks", "dpo"), ("it_dpo", "dpo"), ("guidance_released", "dpo"), ("guidance", "dpo"),
-    ("grpo", "baseline"), ("grpo", "orm"), ("grpo", "it_dpo"), ("grpo+orm", "grpo"), ("grpo_oracle", "grpo"),
+    ("grpo", "baseline"), ("grpo", "orm"), ("grpo", "it_dpo"), ("grpo+orm", "grpo"), ("grpo_parm", "grpo"), ("grpo_oracle", "grpo"),
     ("it_dpo+parm", "parm"), ("grpo+parm", "parm"))
 ORDER = list(COMPARISONS)
 SETS = ("benchmark", "heldout")

@@ -1,5 +1,5 @@
-"""How ``cotlab train dpo|dpo_two_masks|it_dpo|dpo_guidance_released|dpo_guidance|grpo|grpo_oracle`` trains and
-judges the aligned generators of notebook 07.
+"""How ``cotlab train dpo|dpo_two_masks|it_dpo|dpo_guidance_released|dpo_guidance|grpo|grpo_parm|grpo_oracle``
+trains and judges the aligned generators of notebook 07.
 
 Each starts from a shipped generator (``base``) and is judged like it (GenEval on the benchmark
 prompts × 4, ``cotlab.sampling.benchmark_metrics``), and also on the held-out bindings
@@ -52,4 +52,5 @@ DPO_GUIDANCE_RELEASED = _dpo("dpo_guidance_released", "DPO plus the paper's rele
 DPO_GUIDANCE = _dpo("dpo_guidance", "DPO plus a reward-guidance term that trains (on-policy GRPO with the ORM)",
                     guidance="training")
 GRPO_RECIPE = _grpo("grpo", "GRPO from maskgit with the fine-tuned ORM's reward (trajectory log-probability)")
+GRPO_PARM = _grpo("grpo_parm", "GRPO from maskgit with PARM's reward (its P(yes) of the final image)", reward="parm")
 GRPO_ORACLE = _grpo("grpo_oracle", "GRPO from maskgit with the exact evaluator's reward (the ceiling)", reward="oracle")
