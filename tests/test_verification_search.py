@@ -18,11 +18,13 @@ META = {"tag": "colors", "include": [{"class": "circle", "count": 1, "color": "r
 COST = 2  # forward passes a step: two with guidance
 
 
-def spell(seed: int, position: int, draws: list[int], version: int = 0) -> torch.Tensor:
-    """A (3, 4, 4) image carrying a path's state: row 0 the seed, position and version, row 1 the draws."""
+def spell(seed: int, position: int, draws: list[int], version: int = 0, final: bool = False) -> torch.Tensor:
+    """A (3, 4, 4) image carrying a path's state: row 0 the seed, position and version, row 1 the draws,
+    row 2 whether it was asked for as a final image (``images(final=True)``) or an intermediate one."""
     image = torch.zeros(3, 4, 4)
     image[0, 0, :3] = torch.tensor([seed, position, version]) / 100
     image[0, 1, :len(draws)] = torch.tensor(draws, dtype=torch.float) / 100
+    image[0, 2, 0] = float(final)
     return image
 
 
@@ -30,7 +32,7 @@ def read(image: torch.Tensor) -> dict:
     """``spell``'s fields back from an image."""
     seed, position, version = (image[0, 0, :3] * 100).round().long().tolist()
     return {"seed": seed, "position": position, "version": version,
-            "draws": (image[0, 1, :position] * 100).round().long().tolist()}
+            "draws": (image[0, 1, :position] * 100).round().long().tolist(), "final": bool(image[0, 2, 0] > 0.5)}
 
 
 class SpellingPaths(Paths):
@@ -49,7 +51,7 @@ class SpellingPaths(Paths):
             self.draws[r] = self.draws[r] + [self.seeds[r]]
 
     def images(self, rows=None, final=False):
-        return torch.stack([spell(self.seeds[r], int(self.position[r]), self.draws[r], self.version[r])
+        return torch.stack([spell(self.seeds[r], int(self.position[r]), self.draws[r], self.version[r], final)
                             for r in self.rows(rows).tolist()])
 
     def state(self, row):
@@ -78,10 +80,11 @@ class Preferring:
     and rates every other by its draw / 100, so that the first, the last and the lowest are wrong."""
 
     def __init__(self, wanted):
-        self.wanted, self.seen = wanted, []
+        self.wanted, self.seen, self.finals = wanted, [], []
 
     def __call__(self, images, captions, progress):
         self.seen.append(progress.clone())
+        self.finals += [read(x)["final"] for x in images]
         t = len(self.seen) - 1
         draws = [read(x)["draws"][-1] for x in images]
         return torch.tensor([1.0 if d == self.wanted[t] else d / 100 for d in draws])
@@ -93,11 +96,13 @@ class StandInParm:
 
     def __init__(self, clear_from, potential, yes, redo=None):
         self.clear_from, self.potential, self.yes, self.redo = clear_from, potential, yes, redo
-        self.asked = []
+        self.asked, self.finals, self.progress = [], [], []
 
     def judge(self, images, captions, progress=1.0):
         states = [read(x) for x in images]
         self.asked.append([(s["seed"], s["position"]) for s in states])
+        self.finals.append([s["final"] for s in states])
+        self.progress.append(torch.as_tensor(progress).expand(len(images)).tolist())
         B = len(images)
         kind = torch.zeros(B, len(KINDS))
         kind[:, KINDS.index("count")] = 1.0
@@ -119,9 +124,11 @@ def test_best_of_n_keeps_the_final_the_scorer_rates_highest():
         return torch.tensor([{11: 0.2, 12: 0.3, 13: 0.9, 14: 0.5}[read(x)["seed"]] for x in images])
 
     found = search.best_of_n(Spelling(), CAPTION, SEEDS, scorer, steps=3)
-    assert found.chosen == 2 and read(found.image) == {"seed": 13, "position": 3, "version": 0, "draws": [13] * 3}
+    assert found.chosen == 2
+    assert read(found.image) == {"seed": 13, "position": 3, "version": 0, "draws": [13] * 3, "final": True}
     assert (found.passes, found.calls) == (4 * 3 * COST, 4)
     assert found.trace["scores"].tolist() == pytest.approx([0.2, 0.3, 0.9, 0.5])
+    assert [read(x)["seed"] for x in found.trace["finals"] if read(x)["final"]] == SEEDS  # the finals were judged
 
 
 def test_step_search_follows_the_scorer_at_every_step():
@@ -130,7 +137,8 @@ def test_step_search_follows_the_scorer_at_every_step():
     scorer, takes its minimum or does not copy the chosen state ends elsewhere."""
     scorer = Preferring([13, 11, 14])
     found = search.step_search(Spelling(), CAPTION, SEEDS, scorer, steps=3)
-    assert read(found.image)["draws"] == [13, 11, 14]
+    assert read(found.image)["draws"] == [13, 11, 14] and read(found.image)["final"]
+    assert not any(scorer.finals)  # each step is judged on its intermediate images
     assert found.trace["chosen"] == [2, 0, 3] and found.chosen == 3
     assert [s.tolist() for s in scorer.seen] == [pytest.approx([t / 3] * 4) for t in (1, 2, 3)]  # progress t/T
     # at step 2 every branch continues the state [13]: draws [13, 11], [13, 12], [13, 13], [13, 14]
@@ -157,8 +165,11 @@ def test_parm_prunes_below_the_threshold_and_counts_each_call():
     assert trace["potential"].tolist() == pytest.approx([.2, .5, .49, .1])
     assert np.isnan(trace["yes"][[0, 2]]).all() and trace["yes"][[1, 3]].tolist() == pytest.approx([.6, .7])
     assert (result.calls, result.passes) == (12, 24)
-    assert result.chosen == 3 and read(result.image) == {"seed": 14, "position": 4, "version": 0, "draws": [14] * 4}
+    assert result.chosen == 3 and read(result.image) == {"seed": 14, "position": 4, "version": 0, "draws": [14] * 4,
+                                                  "final": True}
     assert [len(a) for a in parm.asked] == [4, 3, 2, 1, 2]  # each look, then the survivors' finals
+    assert parm.finals == [[False] * 4, [False] * 3, [False] * 2, [False], [True] * 2]  # looks see the step's image
+    assert parm.progress == [[.25] * 4, [.5] * 3, [.75] * 2, [1.0], [1.0] * 2]  # t / T
 
 
 def test_parm_with_every_path_pruned_finishes_the_most_promising_one():
@@ -168,7 +179,7 @@ def test_parm_with_every_path_pruned_finishes_the_most_promising_one():
                        yes=dict.fromkeys(SEEDS, [1.0]))
     result = search.parm_search(Spelling(), CAPTION, SEEDS, parm, threshold=0.5, steps=3)
     assert result.trace["pruned"].all() and result.chosen == 1
-    assert read(result.image) == {"seed": 12, "position": 3, "version": 0, "draws": [12] * 3}
+    assert read(result.image) == {"seed": 12, "position": 3, "version": 0, "draws": [12] * 3, "final": True}
     assert (result.calls, result.passes) == (4, 12)
     assert result.trace["steps_run"].tolist() == [1, 3, 1, 1]
     # the threshold decides: at θ = 0.1 every path is kept and the best yes (all 1.0: the first) wins
@@ -192,8 +203,18 @@ def test_reflection_stops_at_the_first_yes():
     assert [r["yes"] for r in rounds] == pytest.approx([.2, .4]) and [r["kind"] for r in rounds] == ["count"] * 2
     assert all(np.flatnonzero(r["redo"]).tolist() == [1, 6] for r in rounds)
     assert [np.flatnonzero(c).tolist() for c in generator.made[0].redrawn] == [[1, 6], [1, 6]]
-    assert read(result.image)["version"] == 2 and result.chosen == 1
+    assert read(result.image)["version"] == 2 and result.chosen == 1 and read(result.image)["final"]
     assert (result.calls, result.passes) == (8, 16)
+    assert parm.finals[-3:] == [[True]] * 3  # reflection judges final images
+
+
+def test_reflection_stops_at_a_yes_of_exactly_one_half():
+    """PARM's yes 0.3, then 0.5 after one redraw: 0.5 is a yes (≥ 0.5), so one round only."""
+    parm = StandInParm(clear_from=dict.fromkeys(SEEDS, 1), potential=dict.fromkeys(SEEDS, .9),
+                       yes={11: [.3, .5, .9], 12: [0], 13: [0], 14: [0]}, redo=torch.full((16,), 0.7))
+    result = search.parm_plus_plus(Spelling(), CAPTION, SEEDS[:2], parm, steps=2, rounds=3)
+    assert [r["yes"] for r in result.trace["rounds"]] == pytest.approx([.3])
+    assert read(result.image)["version"] == 1
 
 
 def test_reflection_without_a_yes_returns_the_image_rated_highest():
