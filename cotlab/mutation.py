@@ -120,6 +120,27 @@ EQUIVALENT: dict[str, str] = {
     **_named("cotlab.tokenizers.metrics", ON_CPU, evaluate_tokenizer=(1, 27, 91, 97), reconstruct=(25, 27)),
     **_named("cotlab.masked_ar.decoding", DEFAULT, MaskGITPaths____init__=(1, 2, 3, 4, 5),
              RasterPaths____init__=(1, 2, 3)),
+    **_named("cotlab.masked_ar.decoding", ON_CPU, MaskGITPaths____init__=(43, 46, 57, 61),
+             MaskGITPaths__record=(6, 8), MaskGITPaths__redraw=(3,), MaskGITPaths__restore=(10,),
+             MaskGITPaths__step=(13,), RasterPaths____init__=(36, 40), RasterPaths__images=(7,),
+             RasterPaths__restore=(2,), RasterPaths__step=(13, 22, 35, 40, 42, 59, 62, 64)),
+    **_named("cotlab.masked_ar.decoding", DTYPE + " (torch: int64 for an integer fill, float32 for t / steps)",
+             MaskGITPaths____init__=(56, 60), RasterPaths____init__=(35, 39), mask_schedule=(13, 15)),
+    **_named("cotlab.masked_ar.decoding", "an argument dropped that equals the library's default (interpolate's "
+             "nearest, AmusedScheduler's cosine)", cells_to_tokens=(21,), MaskGITPaths____init__=(38,)),
+    **_named("cotlab.masked_ar.decoding", "the prefix with empty captions at cfg = 1 too: those rows are never read "
+             "there", MaskGITPaths____init__=(50,), RasterPaths____init__=(29,)),
+    **_named("cotlab.masked_ar.decoding", "row − B wraps to row + B in the 2B-row prefix", MaskGITPaths__step=(11,),
+             RasterPaths__step=(11,)),
+    **_named("cotlab.masked_ar.decoding", "a shared step computed for more rows: they hold one state, so the same "
+             "logits", MaskGITPaths__step=(2, 4, 33), RasterPaths__step=(2, 4)),
+    **_named("cotlab.masked_ar.decoding", "softmax over dim 1 of (R, K) is over −1", RasterPaths__step=(43,)),
+    **_named("cotlab.masked_ar.decoding", "final images are asked for once a path is done, where sampled equals "
+             "tokens", MaskGITPaths__images=(5,), RasterPaths__images=(5,)),
+    **_named("cotlab.verification.search", "a sentinel only compared with < 0 (a path turns clear at step 1 or "
+             "later), or one every path overwrites", parm_search=(18, 21, 41, 42), step_search=(10,)),
+    **_named("cotlab.verification.search", DEFAULT, reflect=(1,)),
+    **_named("cotlab.verification.search", "copy_state's rows None means every row: range(N)", step_search=(39,)),
 }
 
 KILLED, TIMEOUT, SURVIVED, NO_TESTS = "killed", "timeout", "survived", "no tests"

@@ -126,6 +126,35 @@ def test_raster_paths_offer_the_search_interface():
     assert paths.tokens.max() < r.codebook_size and paths.passes.tolist() == [32, 32]
 
 
+@pytest.mark.parametrize("order", ["masked", "raster"])
+def test_a_path_decodes_the_same_whoever_shares_its_batch_or_its_step(order):
+    """Each path draws from its own seed's stream: seed 6 alone and between seeds 5 and 7 decodes the
+    same tokens. A shared step — one forward pass for rows that hold one state, as the step search
+    uses it — draws for each row what a step of its own would."""
+    m, caption = model(order), "a photo of a red circle"
+    alone = m.paths([caption], [6])
+    alone.finish()
+    together = m.paths([caption] * 3, [5, 6, 7])
+    together.finish()
+    assert torch.equal(together.tokens[1], alone.tokens[0])
+    assert not torch.equal(together.tokens[0], together.tokens[1])  # the seeds draw differently
+    shared, separate = m.paths([caption] * 3, [5, 6, 7]), m.paths([caption] * 3, [5, 6, 7])
+    shared.advance(shared=True)  # every row starts from the all-[MASK] state
+    separate.advance()
+    assert torch.equal(shared.tokens, separate.tokens) and torch.equal(shared.sampled, separate.sampled)
+    assert shared.passes.sum() < separate.passes.sum()  # and it cost one pass, not three
+
+
+@pytest.mark.parametrize("order", ["masked", "raster"])
+def test_images_of_some_rows(order):
+    """Mid-decoding, ``images(rows)`` decodes those rows' latest samples, in the order asked."""
+    m = model(order)
+    paths = m.paths(["a photo of two squares"] * 3, [5, 6, 7])
+    paths.advance()
+    paths.advance()
+    assert torch.equal(paths.images([2, 0]), m.decode_tokens(paths.sampled[[2, 0]]).cpu())
+
+
 def test_generate_folder_writes_geneval_layout_and_resumes(tmp_path):
     m = model()
     metas = benchmark_prompts()[:3]

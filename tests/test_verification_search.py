@@ -3,6 +3,8 @@
 A stand-in generator whose images spell out each path's state (its seed, the step reached, every
 draw so far and how often it was redrawn), and stand-in verifiers that read those images back, so
 each test knows which candidate a search must pick, what it must prune and what it must cost."""
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -108,7 +110,8 @@ class StandInParm:
         kind[:, KINDS.index("count")] = 1.0
         redo = torch.zeros(B, 16) if self.redo is None else self.redo.expand(B, 16)
         yes = [self.yes[s["seed"]][min(s["version"], len(self.yes[s["seed"]]) - 1)] for s in states]
-        return {"clear": torch.tensor([float(s["position"] >= self.clear_from[s["seed"]]) for s in states]),
+        # clear: exactly 0.5 (PARM's cut, which counts as clear) from step clear_from[seed] on, else 0
+        return {"clear": torch.tensor([0.5 * (s["position"] >= self.clear_from[s["seed"]]) for s in states]),
                 "potential": torch.tensor([self.potential[s["seed"]] for s in states]),
                 "yes": torch.tensor(yes), "kind": kind, "redo": redo}
 
@@ -194,7 +197,7 @@ def test_reflection_stops_at_the_first_yes():
     PARM's redo head rates ≥ 0.5 (cells 1 and 6) and costs one step (the stand-in goes back one).
     calls: PARM's 4 + 1 final, then 1 + 2 reflection judgements = 8; passes: 3·1·2 + 3·2 + 2·2 = 16."""
     redo = torch.zeros(16)
-    redo[[1, 6]], redo[3] = 0.7, 0.45
+    redo[1], redo[6], redo[3] = 0.7, 0.5, 0.45  # 0.5 is a redo
     parm = StandInParm(clear_from=dict.fromkeys(SEEDS, 1), potential={11: 0, 12: .9, 13: 0, 14: 0},
                        yes={11: [0], 12: [.2, .4, .8, .1], 13: [0], 14: [0]}, redo=redo)
     generator = Spelling()
@@ -215,6 +218,18 @@ def test_reflection_stops_at_a_yes_of_exactly_one_half():
     result = search.parm_plus_plus(Spelling(), CAPTION, SEEDS[:2], parm, steps=2, rounds=3)
     assert [r["yes"] for r in result.trace["rounds"]] == pytest.approx([.3])
     assert read(result.image)["version"] == 1
+
+
+def test_parm_plus_plus_passes_on_its_threshold_and_rounds_and_keeps_the_first_of_equal_yeses():
+    """rounds = 1: one redraw only; both yeses 0.3, so the first image stays the best. θ = 0.95 above
+    every potential (0.9): PARM prunes both paths, whatever PARM++ adds after."""
+    parm = StandInParm(clear_from=dict.fromkeys(SEEDS, 1), potential=dict.fromkeys(SEEDS, .9),
+                       yes={11: [.3, .3, .3], 12: [0], 13: [0], 14: [0]}, redo=torch.full((16,), 0.7))
+    one = search.parm_plus_plus(Spelling(), CAPTION, SEEDS[:2], parm, steps=2, rounds=1)
+    assert len(one.trace["rounds"]) == 1 and read(one.image)["version"] == 0 and read(one.trace["last"])["version"] == 1
+    assert not one.trace["pruned"].any()
+    strict = search.parm_plus_plus(Spelling(), CAPTION, SEEDS[:2], parm, threshold=0.95, steps=2, rounds=1)
+    assert strict.trace["pruned"].all()
 
 
 def test_reflection_without_a_yes_returns_the_image_rated_highest():
@@ -283,5 +298,5 @@ def test_run_builds_each_verifier_from_the_table():
     assert wanted.chosen == 3 and clip.batches == [4]  # CLIPScore = the top-left pixel · 100 = the seed
     parm = StandInParm(dict.fromkeys(SEEDS, 1), dict.fromkeys(SEEDS, .9), {11: [.1], 12: [.9], 13: [.2], 14: [.3]})
     assert search.run("parm", Spelling(), META, SEEDS, parm, steps=2).chosen == 1
-    with pytest.raises(ValueError, match="unknown verifier 'rm'"):
+    with pytest.raises(ValueError, match=re.escape("unknown verifier 'rm': choose one of " + ", ".join(search.VERIFIERS))):
         search.run("rm", Spelling(), META, SEEDS)
