@@ -1,5 +1,7 @@
 """The capstone bench measures what the verification bench measures, on the same seeds: its maskgit
 rows are compare()'s rows, image for image."""
+import json
+
 import pytest
 
 from cotlab.harness import load_checkpoint
@@ -117,3 +119,34 @@ def test_changed_since_reads_git(tmp_path):
     assert changed_since(commit, ["a", "b"], cwd=tmp_path) == ["a"]
     assert changed_since(commit, ["b"], cwd=tmp_path) == []
     assert changed_since("0000000", ["a"], cwd=tmp_path) is None
+
+
+def test_a_row_reproduces_to_six_digits_not_to_one_verdict():
+    """A learned reward's mean differs in the tenth digit between pool sizes: the same row. One
+    verdict of 556 changes a score by about 2e-3: not the same row. Keys and nan must agree too."""
+    row = {"overall": 0.679, "interval": {"overall": [0.65, 0.705]}, "orm_reward": 0.686740072243914, "passes": 16}
+    assert capstone.reproduces({**row, "orm_reward": 0.6867400722088428}, row)
+    assert not capstone.reproduces({**row, "overall": 0.679 + 1 / 556}, row)
+    assert not capstone.reproduces({**row, "interval": {"overall": [0.65, 0.706]}}, row)
+    assert not capstone.reproduces({k: v for k, v in row.items() if k != "passes"}, row)
+    assert capstone.reproduces({**row, "overall": float("nan")}, {**row, "overall": float("nan")})
+
+
+def test_a_refused_merge_keeps_the_runs_rows(monkeypatch, tmp_path):
+    """The merge is checked after the run (it needs the rows): when it is refused, the hour's
+    measurement is written to runs/capstone_unmerged.json and the error says where."""
+    import argparse
+
+    from cotlab import results
+
+    now = {"table": {"dpo": _row(0.71)}, "differences": [], "heldout_quality": {}, "paper": {},
+           "settings": SETTINGS, "seconds": 1.0}
+    monkeypatch.setattr(results, "load", lambda name: _shipped())
+    monkeypatch.setattr(capstone, "settings", lambda **options: SETTINGS)
+    monkeypatch.setattr(capstone, "bench_capstone", lambda rows, **options: now)
+    monkeypatch.setattr(capstone, "changed_since", lambda commit, paths: [])
+    monkeypatch.setattr(capstone, "RUNS_DIR", tmp_path)
+    args = argparse.Namespace(rows="dpo", every=4, n_samples=4, candidates=20, steps=8, cfg=3.0, seed=0, merge=True)
+    with pytest.raises(CotlabError, match="row dpo measured now differs.*kept in .*capstone_unmerged.json"):
+        capstone._run(args)
+    assert json.loads((tmp_path / "capstone_unmerged.json").read_text()) == json.loads(json.dumps(now))

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import time
 
 import numpy as np
@@ -25,7 +26,7 @@ from tqdm.auto import tqdm
 from cotlab import geneval
 from cotlab.bench import Bench, load_shipped, prompt_options
 from cotlab.errors import CotlabError
-from cotlab.io import changed_since, git_commit
+from cotlab.io import RUNS_DIR, atomic_write_json, changed_since, git_commit
 from cotlab.geneval import benchmark_prompts, stratified_prompts
 from cotlab.metrics import to_uint8
 from cotlab.sampling import path_seed
@@ -199,10 +200,24 @@ def same_settings(shipped: dict, wanted: dict) -> None:
                           f"{wanted}: run it with those, or the whole table without --merge")
 
 
+def reproduces(now, shipped, rel: float = 1e-6) -> bool:
+    """Whether a row measured again equals the shipped one: the same keys and values, numbers to
+    ``rel`` — GenEval's scores are exact, but a learned reward's mean over batches of another size (a
+    pool of N = 1 against N = 20) differs in the tenth digit; one verdict changed moves a score by 1e-3."""
+    if isinstance(now, dict) and isinstance(shipped, dict):
+        return now.keys() == shipped.keys() and all(reproduces(now[k], shipped[k], rel) for k in now)
+    if isinstance(now, list) and isinstance(shipped, list):
+        return len(now) == len(shipped) and all(reproduces(a, b, rel) for a, b in zip(now, shipped))
+    if isinstance(now, float) and isinstance(shipped, float):
+        return math.isclose(now, shipped, rel_tol=rel) or (math.isnan(now) and math.isnan(shipped))
+    return now == shipped
+
+
 def merge_into_shipped(result: dict, shipped: dict) -> dict:
     """``result`` (a few rows) added to the shipped capstone record ``shipped``, so that one row need
     not cost the whole table. The settings must be the shipped ones, and a row measured in both must
-    be equal to the last digit: the same seeds through the same code give the same images, so any
+    reproduce the shipped one (``reproduces``): the same seeds through the same code give the same
+    images, so any
     difference means the code changed since, and then only the whole table is honest; so does a
     checkpoint the shipped rows used changed since their commit (git tells). Comparisons
     measured now replace the shipped ones; ``runs`` says which rows each run measured, at which commit."""
@@ -216,7 +231,7 @@ def merge_into_shipped(result: dict, shipped: dict) -> dict:
                           f"{shipped['commit']}: {'git cannot tell' if changed is None else ', '.join(changed) + ' changed'}"
                           "; run the whole table: cotlab bench capstone --ship")
     for name in sorted(set(old["table"]) & set(result["table"])):
-        if json.loads(json.dumps(result["table"][name])) != old["table"][name]:
+        if not reproduces(json.loads(json.dumps(result["table"][name])), old["table"][name]):
             raise CotlabError(f"row {name} measured now differs from the shipped one (commit {shipped['commit']}): "
                               "the code changed since, so run the whole table: cotlab bench capstone --ship")
     table = {n: result["table"].get(n) or old["table"][n] for n in ROWS if n in result["table"] or n in old["table"]}
@@ -300,7 +315,13 @@ def _run(args: argparse.Namespace) -> dict:
         shipped = results.load("capstone")
         same_settings(shipped, settings(**options))
     result = bench_capstone(rows, **options)
-    return merge_into_shipped(result, shipped) if shipped else result
+    if shipped is None:
+        return result
+    try:
+        return merge_into_shipped(result, shipped)
+    except CotlabError as refused:  # an hour's measurement is kept, not lost
+        kept = atomic_write_json(RUNS_DIR / "capstone_unmerged.json", result)
+        raise CotlabError(f"{refused} (this run's rows are kept in {kept})") from None
 
 
 BENCH = Bench(_arguments, _run, format_capstone,
