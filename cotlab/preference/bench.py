@@ -217,9 +217,8 @@ def merge_into_shipped(result: dict, shipped: dict) -> dict:
     """``result`` (a few rows) added to the shipped capstone record ``shipped``, so that one row need
     not cost the whole table. The settings must be the shipped ones, and a row measured in both must
     reproduce the shipped one (``reproduces``): the same seeds through the same code give the same
-    images, so any
-    difference means the code changed since, and then only the whole table is honest; so does a
-    checkpoint the shipped rows used changed since their commit (git tells). Comparisons
+    images, so any difference means the code changed since, and then only the whole table is honest;
+    so does a checkpoint the shipped rows used changed since their commit (git tells). Comparisons
     measured now replace the shipped ones; ``runs`` says which rows each run measured, at which commit."""
     old = shipped["result"]
     same_settings(shipped, result["settings"])
