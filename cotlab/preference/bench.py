@@ -287,7 +287,7 @@ def format_capstone(result: dict) -> str:
                  "and recall; a bootstrap over images for AUROC. Paper: Show-o on GenEval (arXiv 2501.13926).")
     if len(result.get("runs", ())) > 1:
         lines.append("Measured in " + str(len(result["runs"])) + " runs of the same seeds (`--merge`; the rows both "
-                     "measured agree to the last digit): " + "; ".join(
+                     "measured agree to six significant digits): " + "; ".join(
                          f"{', '.join(r['rows'])} at commit {r['commit']} ({r['date']}, {r['minutes']} min)"
                          for r in result["runs"]) + ".")
     return "\n".join(lines)
