@@ -40,6 +40,9 @@ COLORS = {
     "vq_f8": "#2166ac", "vq_f4": "#67a9cf", "vq_f8_plain": "#8c96a0",
     "dcae_f8": "#d94801", "dcae_f4": "#fdae6b", "dcae_f8_noshortcut": "#8c6d31",
     "hybrid_f8": "#1b7837", "hybrid_f8_alternating": "#7fbc41",
+    # aligned generators (notebook 07): DPO purples, the guidance that trains pink, GRPO reds (its rewards apart)
+    "dpo": "#7570b3", "dpo_two_masks": "#bcbddc", "it_dpo": "#3f007d", "guidance_released": "#9e9ac8",
+    "guidance": "#e7298a", "grpo": "#a50f15", "grpo_parm": "#fb6a4a", "grpo_oracle": "#67000d",
 }
 OTHER_COLORS = ("#e7298a", "#66a61e", "#e6ab02", "#7570b3", "#1b9e77", "#d95f02", "#a6761d", "#666666")
 
