@@ -56,6 +56,7 @@ def unchanged(monkeypatch):
 
     def changed_since(commit, paths):
         asked.update(commit=commit, paths=paths)
+        asked.setdefault("calls", []).append((commit, paths))
         return asked.get("answer", [])
     monkeypatch.setattr(capstone, "changed_since", changed_since)
     return asked
@@ -150,3 +151,18 @@ def test_a_refused_merge_keeps_the_runs_rows(monkeypatch, tmp_path):
     with pytest.raises(CotlabError, match="row dpo measured now differs.*kept in .*capstone_unmerged.json"):
         capstone._run(args)
     assert json.loads((tmp_path / "capstone_unmerged.json").read_text()) == json.loads(json.dumps(now))
+
+
+def test_a_second_merge_checks_each_runs_checkpoints_against_its_own_commit(unchanged):
+    """A table measured in two runs: the first run's rows against its commit, the second's against
+    theirs (grpo_parm did not exist at the first)."""
+    record = _shipped()
+    record["result"]["runs"] = [dict(rows=["baseline", "dpo"], commit="abc1234", date="d", minutes=1.0),
+                                dict(rows=["grpo", "grpo_parm"], commit="def5678", date="d", minutes=1.0)]
+    now = {"table": {}, "differences": [], "heldout_quality": {}, "paper": {}, "settings": SETTINGS, "seconds": 1.0}
+    merged = merge_into_shipped(now, record)
+    judges = ["orm", "parm", "prm"]
+    assert unchanged["calls"] == [
+        ("abc1234", [f"data/checkpoints/{n}/model.safetensors" for n in sorted(["dpo", "maskgit", *judges])]),
+        ("def5678", [f"data/checkpoints/{n}/model.safetensors" for n in sorted(["grpo", "grpo_parm", *judges])])]
+    assert [r["commit"] for r in merged["runs"][:2]] == ["abc1234", "def5678"] and len(merged["runs"]) == 3

@@ -218,17 +218,20 @@ def merge_into_shipped(result: dict, shipped: dict) -> dict:
     not cost the whole table. The settings must be the shipped ones, and a row measured in both must
     reproduce the shipped one (``reproduces``): the same seeds through the same code give the same
     images, so any difference means the code changed since, and then only the whole table is honest;
-    so does a checkpoint the shipped rows used changed since their commit (git tells). Comparisons
+    so does a checkpoint the shipped rows used changed since their run's commit (git tells). Comparisons
     measured now replace the shipped ones; ``runs`` says which rows each run measured, at which commit."""
     old = shipped["result"]
     same_settings(shipped, result["settings"])
-    used = [f"data/checkpoints/{name}/model.safetensors" for name in
-            sorted({ROWS[n][0] for n in old["table"]} | {"orm", "prm", "parm"})]
-    changed = changed_since(shipped["commit"], used)
-    if changed is None or changed:
-        raise CotlabError(f"--merge needs the checkpoints the shipped table used, unchanged since its commit "
-                          f"{shipped['commit']}: {'git cannot tell' if changed is None else ', '.join(changed) + ' changed'}"
-                          "; run the whole table: cotlab bench capstone --ship")
+    runs = old.get("runs") or [dict(rows=list(old["table"]), commit=shipped["commit"], date=shipped["date"],
+                                    minutes=shipped["minutes"])]
+    for run in runs:  # each run's generators and judges, unchanged since that run's commit
+        used = [f"data/checkpoints/{name}/model.safetensors" for name in
+                sorted({ROWS[n][0] for n in run["rows"]} | {"orm", "prm", "parm"})]
+        changed = changed_since(run["commit"], used)
+        if changed is None or changed:
+            what = "git cannot tell" if changed is None else ", ".join(changed) + " changed"
+            raise CotlabError(f"--merge needs the checkpoints the shipped rows used, unchanged since commit "
+                              f"{run['commit']}: {what}; run the whole table: cotlab bench capstone --ship")
     for name in sorted(set(old["table"]) & set(result["table"])):
         if not reproduces(json.loads(json.dumps(result["table"][name])), old["table"][name]):
             raise CotlabError(f"row {name} measured now differs from the shipped one (commit {shipped['commit']}): "
@@ -236,8 +239,6 @@ def merge_into_shipped(result: dict, shipped: dict) -> dict:
     table = {n: result["table"].get(n) or old["table"][n] for n in ROWS if n in result["table"] or n in old["table"]}
     key = lambda d: (ORDER.index((d["a"], d["b"])), SETS.index(d["set"]))  # noqa: E731
     differences = {key(d): d for d in old["differences"]} | {key(d): d for d in result["differences"]}
-    runs = old.get("runs") or [dict(rows=list(old["table"]), commit=shipped["commit"], date=shipped["date"],
-                                    minutes=shipped["minutes"])]
     return {**result, "table": table, "differences": [differences[k] for k in sorted(differences)],
             "heldout_quality": result["heldout_quality"] or old["heldout_quality"],
             "paper": {n: PAPER[n] for n in table if n in PAPER}, "seconds": old["seconds"] + result["seconds"],
