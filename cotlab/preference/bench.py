@@ -71,7 +71,6 @@ COMPARISONS = (  # (A, B): A − B, paired, on both prompt sets
     ("dpo", "baseline"), ("dpo_two_masks", "dpo"), ("it_dpo", "dpo"), ("guidance_released", "dpo"), ("guidance", "dpo"),
     ("grpo", "baseline"), ("grpo", "orm"), ("grpo", "it_dpo"), ("grpo+orm", "grpo"), ("grpo_parm", "grpo"), ("grpo_oracle", "grpo"),
     ("it_dpo+parm", "parm"), ("grpo+parm", "parm"))
-ORDER = list(COMPARISONS)
 SETS = ("benchmark", "heldout")
 
 
@@ -237,7 +236,7 @@ def merge_into_shipped(result: dict, shipped: dict) -> dict:
             raise CotlabError(f"row {name} measured now differs from the shipped one (commit {shipped['commit']}): "
                               "the code changed since, so run the whole table: cotlab bench capstone --ship")
     table = {n: result["table"].get(n) or old["table"][n] for n in ROWS if n in result["table"] or n in old["table"]}
-    key = lambda d: (ORDER.index((d["a"], d["b"])), SETS.index(d["set"]))  # noqa: E731
+    key = lambda d: (COMPARISONS.index((d["a"], d["b"])), SETS.index(d["set"]))  # noqa: E731
     differences = {key(d): d for d in old["differences"]} | {key(d): d for d in result["differences"]}
     return {**result, "table": table, "differences": [differences[k] for k in sorted(differences)],
             "heldout_quality": result["heldout_quality"] or old["heldout_quality"],
