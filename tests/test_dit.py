@@ -9,7 +9,7 @@ import torch
 
 from cotlab.dit.decoding import FlowPaths, make_scheduler
 from cotlab.dit.model import SanaConfig, SanaDiT
-from cotlab.dit.scaling import block_importance, grow, inference_scaling, prune, tournament, with_blocks, zero_output
+from cotlab.dit.scaling import Healing, block_importance, grow, inference_scaling, prune, tournament, with_blocks, zero_output
 from cotlab.sampling import sample
 from cotlab.shapes import ShapesStream, World
 
@@ -217,6 +217,29 @@ def test_bench_dit_on_a_saved_checkpoint(tmp_path):
     assert "held-out bindings" in format_dit(result)
 
 
+def test_healing_fits_the_full_models_velocity_on_the_same_noisy_input(batch):
+    """Known answers: a pruned model that keeps every block computes what the full one does, so its
+    healing loss is exactly 0; with a block gone, the loss is the MSE to the full model's velocity at
+    the very x_σ, σ and caption the pruned model saw (the same random draws as flow matching's)."""
+    full = dit(layers=3)
+    with torch.no_grad():
+        for p in full.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    torch.manual_seed(1)
+    assert Healing.of(with_blocks(full, [0, 1, 2]), full).loss(batch)[0] == 0
+    healing = Healing.of(with_blocks(full, [0, 2]), full)
+    torch.manual_seed(1)
+    loss, _ = healing.loss(batch)
+    torch.manual_seed(1)
+    x, sigma, text, mask, _, _ = healing.noised(batch)
+    with torch.no_grad():
+        expected = ((healing(x, sigma, text, mask) - full(x, sigma, text, mask)) ** 2).mean()
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-6) and loss > 0
+    loss.backward()  # the pruned model trains; the full one stays frozen and out of its parameters
+    assert healing.transformer.transformer_blocks[0].attn1.to_q.weight.grad is not None
+    assert not {id(p) for p in healing.parameters()} & {id(p) for p in full.parameters()}
+
+
 def test_bench_growth_and_scaling_run_on_a_saved_checkpoint(tmp_path):
     """The code that writes the growth and scaling tables, end to end on a tiny model."""
     import json
@@ -229,6 +252,7 @@ def test_bench_growth_and_scaling_run_on_a_saved_checkpoint(tmp_path):
     growth = bench_growth(folder, steps=2, every=300, n_samples=1, profile="smoke")
     assert growth["growth"]["layers"] == [2, 4] and len(growth["pruning"]["depths"]) == 1
     assert growth["pruning"]["fine_tune_steps"] == 2 and "grown model" in format_growth(growth)
+    assert list(growth["pruning"]["fine_tunes"]) == ["flow matching", "the full model"]
     scaling = json.loads(json.dumps(bench_scaling(folder, every=300, N=2)))  # as stored
     assert set(scaling["curves"]) == {"clip", "orm", "oracle"} and scaling["ns"] == [1, 2]
     oracle_auroc = scaling["quality"]["oracle"]["auroc"]

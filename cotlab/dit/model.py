@@ -116,8 +116,10 @@ class SanaDiT(LatentGenerator):
         return FlowPaths(self, captions, seeds, steps, cfg, solver)
 
     # --- training ------------------------------------------------------------------------------
-    def loss(self, batch: dict) -> tuple[torch.Tensor, dict]:
-        """Flow matching's MSE on a batch of images and captions (module docstring)."""
+    def noised(self, batch: dict) -> tuple[torch.Tensor, ...]:
+        """A training batch of images and captions made ready for the transformer: the noisy latents
+        x_σ (B, C, h, w), their times σ (B,) (logit-normal, shifted), the text states (B, T, D_text)
+        and mask (B, T) after caption dropout, and the clean latents z and noise ε (B, C, h, w)."""
         z = self.encode_images(batch["image"])  # (B, C, h, w)
         B = len(z)
         captions = ["" if u < self.config.p_uncond else c
@@ -125,5 +127,9 @@ class SanaDiT(LatentGenerator):
         text, mask = self.encode_text(captions)
         sigma = logit_normal_sigmas(B, shift=self.config.train_shift, device=self.device)  # (B,)
         noise = torch.randn_like(z)
-        v = self(interpolate(z, noise, sigma), sigma, text, mask)
-        return flow_loss(v, z, noise), {}
+        return interpolate(z, noise, sigma), sigma, text, mask, z, noise
+
+    def loss(self, batch: dict) -> tuple[torch.Tensor, dict]:
+        """Flow matching's MSE on a batch of images and captions (module docstring)."""
+        x, sigma, text, mask, z, noise = self.noised(batch)
+        return flow_loss(self(x, sigma, text, mask), z, noise), {}

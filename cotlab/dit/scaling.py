@@ -20,7 +20,15 @@ turns its input matters little,
 
 X_i the hidden states entering block i and X_{i+1} those leaving it, averaged over tokens, a
 calibration set of captioned images and the noise levels σ. Pruning keeps the blocks of highest BI, in
-their order, and a short fine-tune heals the rest.
+their order, and a short fine-tune heals the rest. The fine-tune can chase flow matching's own target
+ε − x_0, or — ours; SANA 1.5 does not say — the full model's velocity on the same input (``Healing``),
+
+    L_heal = E_{x_0, ε, σ, c} ‖v_pruned(x_σ, σ, c) − v_full(x_σ, σ, c)‖².
+
+ε − x_0 is one draw of a target whose mean given x_σ is what the model learns, E[ε − x_0 | x_σ, c];
+the full model already holds its estimate of that mean, so the second target carries none of the
+draw's noise, and a short fine-tune steers the pruned model towards what the full one computed
+instead of wandering on noisy gradients.
 
 **Inference-time scaling** (SANA 1.5 §4): draw N samples per prompt and let a verifier choose — as
 plain **top-1** (score all N, keep the best: N verifier calls) or as SANA 1.5's **single-elimination
@@ -113,6 +121,27 @@ def block_importance(model: SanaDiT, images: torch.Tensor, captions: list[str],
         for h in handles:
             h.remove()
     return 1 - similarity
+
+
+class Healing(SanaDiT):
+    """A pruned model fine-tuned on the full model's velocity (module docstring: L_heal); the full
+    model is a frozen part, neither trained nor saved."""
+
+    @classmethod
+    def of(cls, pruned: SanaDiT, full: SanaDiT) -> Healing:
+        """``pruned``'s weights in a model that learns from ``full``."""
+        healing = cls(pruned.config).to(pruned.device)
+        healing.transformer.load_state_dict(pruned.transformer.state_dict())
+        for field in ("autoencoder", "text_encoder"):
+            healing.set_frozen(field, pruned.frozen(field))
+        healing.set_frozen("full", full)
+        return healing
+
+    def loss(self, batch: dict) -> tuple[torch.Tensor, dict]:
+        x, sigma, text, mask, _, _ = self.noised(batch)  # the full model sees the same input
+        with torch.no_grad():
+            target = self.frozen("full")(x, sigma, text, mask)  # (B, C, h, w)
+        return F.mse_loss(self(x, sigma, text, mask), target), {}
 
 
 def prune(model: SanaDiT, importance: torch.Tensor, keep: int) -> SanaDiT:
