@@ -257,6 +257,8 @@ def test_bench_growth_and_scaling_run_on_a_saved_checkpoint(tmp_path):
     assert set(scaling["curves"]) == {"clip", "orm", "oracle"} and scaling["ns"] == [1, 2]
     oracle_auroc = scaling["quality"]["oracle"]["auroc"]
     assert oracle_auroc == 1.0 or oracle_auroc != oracle_auroc  # the evaluator ranks itself perfectly (nan: one class)
+    within = scaling["quality"]["oracle"]["within_prompt"]
+    assert within["prompts"] == 0 or within["auroc"] == 1.0  # and within each prompt
     assert "tournament" in format_scaling(scaling)
 
 

@@ -17,7 +17,7 @@ from cotlab.sampling import Paths, path_seed, row_seeds, sample
 from cotlab.shapes import Obj, Scene, World
 from cotlab.verification import search
 from cotlab.verification.data import KINDS, reflection_target
-from cotlab.verification.metrics import classification
+from cotlab.verification.metrics import classification, within_prompt_auroc
 from cotlab.verification.reward import RewardConfig, RewardExamples, RewardModel
 
 CAPTION = "a photo of a red circle"
@@ -151,6 +151,24 @@ def test_classification_against_brute_force():
     q = classification([0.9, 0.8, 0.2, 0.6], [True, False, False, True])
     assert q["precision"] == pytest.approx(2 / 3) and q["recall"] == 1.0 and q["auroc"] == pytest.approx(0.75)
     assert np.isnan(classification([0.1, 0.2], [True, True])["auroc"])  # one class: undefined
+
+
+def test_within_prompt_auroc_ranks_each_prompts_samples_only():
+    """Known answers: prompt 0's right sample scores highest (AUROC 1), prompt 1's right samples lowest
+    (0), prompt 2's are all right (left out): mean ½ over 2 prompts. A verifier that only tells a hard
+    prompt from an easy one scores well pooled (5/6) and at chance within the prompt (½)."""
+    q = within_prompt_auroc([[0.9, 0.1, 0.5], [0.2, 0.8, 0.3], [1.0, 1.0, 1.0]], [[1, 0, 0], [1, 0, 1], [1, 1, 1]])
+    assert q["auroc"] == pytest.approx(0.5) and q["prompts"] == 2
+    assert q["interval"][0] <= 0.5 <= q["interval"][1] and q["interval"][0] == pytest.approx(0.0)
+    scores, labels = [[0.9, 0.9], [0.1, 0.1]], [[1, 0], [0, 0]]
+    assert classification(np.ravel(scores), np.ravel(labels))["auroc"] == pytest.approx(5 / 6)
+    assert within_prompt_auroc(scores, labels) == {"auroc": 0.5, "interval": [0.5, 0.5], "prompts": 1}
+    rng = np.random.default_rng(1)  # against brute force, ties included
+    s, y = rng.random((30, 8)).round(1), rng.random((30, 8)) < 0.5
+    mixed = [i for i in range(30) if 0 < y[i].sum() < 8]
+    brute = np.mean([np.mean([(a > b) + 0.5 * (a == b) for a in s[i][y[i]] for b in s[i][~y[i]]]) for i in mixed])
+    assert within_prompt_auroc(s, y)["auroc"] == pytest.approx(brute) and within_prompt_auroc(s, y)["prompts"] == len(mixed)
+    assert np.isnan(within_prompt_auroc([[0.1, 0.2]], [[1, 1]])["auroc"])
 
 
 def _data(n=4):

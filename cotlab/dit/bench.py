@@ -312,9 +312,12 @@ def format_scaling(result: dict) -> str:
         top, tour = result["curves"][v]["top-1"][str(n)], result["curves"][v]["tournament"][str(n)]
         lines.append(f"| {v} | {with_interval(top['overall'], top['interval']['overall'])} | {top['calls']} | "
                      f"{with_interval(tour['overall'], tour['interval']['overall'])} | {tour['calls']} |")
-    lines += ["", "| verifier on this generator's images | AUROC | precision | recall |", "|---|---|---|---|"]
+    lines += ["", "| verifier on this generator's images | AUROC, all samples | AUROC within a prompt (prompts) | precision | recall |",
+              "|---|---|---|---|---|"]
     for v, q in result["quality"].items():
+        w = q["within_prompt"]
         lines.append(f"| {v} | {with_interval(q['auroc'], q['interval']['auroc'])} | "
+                     f"{with_interval(w['auroc'], w['interval'])} ({w['prompts']}) | "
                      f"{with_interval(q['precision'], q['interval']['precision'])} | "
                      f"{with_interval(q['recall'], q['interval']['recall'])} |")
     gains = "; ".join(f"{v} {describe_difference(result['curves'][v]['top-1'][str(k)]['gain_over_one']['difference'], result['curves'][v]['top-1'][str(k)]['gain_over_one']['interval'])}"
@@ -323,7 +326,9 @@ def format_scaling(result: dict) -> str:
                  f"{result['generator']}, {result['N']} samples for each of {result['prompts']} prompts (every tag), cut "
                  "into groups of n; each group's choice judged exactly. The tournament pairs the entrants and keeps the "
                  "higher score of each pair: with verifiers that score one image at a time it picks top-1's image. "
-                 "95 % intervals: bootstrap over prompts, groups resampled within; AUROC over all samples.")
+                 "AUROC within a prompt: the mean over the prompts with both right and wrong samples of the AUROC among "
+                 "that prompt's samples — the ranking best-of-N relies on. 95 % intervals: bootstrap over prompts, groups "
+                 "resampled within; over all samples for the pooled AUROC.")
     return "\n".join(lines)
 
 

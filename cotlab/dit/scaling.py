@@ -52,7 +52,7 @@ from cotlab.dit.model import SanaDiT
 from cotlab.flow import interpolate
 from cotlab.metrics import to_uint8
 from cotlab.sampling import samples
-from cotlab.verification.metrics import classification
+from cotlab.verification.metrics import classification, within_prompt_auroc
 
 
 def with_blocks(model: SanaDiT, blocks: list[int | None]) -> SanaDiT:
@@ -178,7 +178,8 @@ def inference_scaling(generator, scorers: dict[str, Scorer], metas: list[dict], 
     Returns ``curves``: verifier -> method -> {str(n): GenEval summary of the choices (with intervals),
     ``calls`` per image, and ``gain_over_one``: the paired difference to each group's first sample,
     i.e. to drawing one image}; ``quality``: verifier -> precision/recall/AUROC of its score against
-    the exact evaluator over all candidates (with intervals)."""
+    the exact evaluator over all candidates (with intervals), and ``within_prompt``: its AUROC among
+    one prompt's candidates (``within_prompt_auroc``), the ranking best-of-N relies on."""
     correct, scores, tags = [], {name: [] for name in scorers}, []
     for index, meta, result in samples(generator, metas, N, seed, **options):
         correct.append([geneval.judge(x, meta)[0] for x in to_uint8(result.images)])
@@ -204,6 +205,7 @@ def inference_scaling(generator, scorers: dict[str, Scorer], metas: list[dict], 
             for method, chosen, calls in (("top-1", top, n), ("tournament", final, played[0][0][1])):
                 curves[name][method][str(n)] = {**geneval.summarize(chosen), "calls": calls,
                                            "gain_over_one": geneval.paired_difference(chosen, one)["overall"]}
-    quality = {name: classification(torch.stack(scores[name]).flatten().numpy(), correct_np.flatten(), intervals=True)
+    quality = {name: {**classification(torch.stack(scores[name]).flatten().numpy(), correct_np.flatten(), intervals=True),
+                      "within_prompt": within_prompt_auroc(torch.stack(scores[name]), correct_np)}
                for name in scorers}
     return {"N": N, "ns": list(ns), "prompts": len(tags), "curves": curves, "quality": quality}

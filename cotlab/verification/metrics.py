@@ -46,6 +46,21 @@ def _auroc(s: torch.Tensor, y: torch.Tensor) -> float:
     return binary_auroc(s, y).item() if 0 < y.sum() < len(y) else float("nan")
 
 
+def within_prompt_auroc(scores, labels) -> dict:
+    """How well a verifier ranks one prompt's samples against each other — what choosing among N
+    needs: the mean, over the prompts whose samples are neither all right nor all wrong (``prompts``
+    of them), of the AUROC among that prompt's samples, for scores and labels (P, N). An AUROC pooled
+    over all samples also rewards telling hard prompts from easy ones, which best-of-N cannot use.
+    95 % interval: a bootstrap over those prompts."""
+    s, y = torch.as_tensor(np.asarray(scores, float)), torch.as_tensor(np.asarray(labels, bool)).long()  # (P, N)
+    mixed = torch.nonzero((y.sum(1) > 0) & (y.sum(1) < y.shape[1])).flatten().tolist()
+    per_prompt = np.array([_auroc(s[i], y[i]) for i in mixed])  # (P',)
+    if not mixed:
+        return {"auroc": float("nan"), "interval": [float("nan")] * 2, "prompts": 0}
+    return {"auroc": float(per_prompt.mean()), "interval": bootstrap_interval(np.mean, per_prompt),
+            "prompts": len(mixed)}
+
+
 def clip_probability(clip, images: torch.Tensor, captions: list[str], batch_size: int = 512) -> torch.Tensor:
     """The zero-shot verifier's score in [0, 1]: CLIPScore / 100 = max(cos(u, v), 0)."""
     if images.dtype == torch.uint8:
