@@ -180,6 +180,21 @@ def _train_smoke(name: str, tmp_path):
 
 
 @pytest.mark.slow  # three smoke trainings, ~10 s
+def test_building_preference_data_leaves_the_global_random_stream_alone(monkeypatch, tmp_path):
+    """DPO builds its data on first use, inside the model's construction and after training's seed:
+    the build (its models draw initial weights) must not move the stream the model's own weights and
+    masks come from, or a first run trains another model than every later run from the cache."""
+    from cotlab.preference import data
+
+    monkeypatch.setattr(data, "RUNS_DIR", tmp_path)
+    monkeypatch.setattr(data, "checkpoint_card", lambda name: {})
+    monkeypatch.setattr(data, "build", lambda spec, progress: {"drawn": torch.randn(100)})
+    before = torch.get_rng_state()
+    built = data.load_or_build(data.PreferenceSpec(), progress=False)
+    assert torch.equal(torch.get_rng_state(), before)
+    assert torch.equal(data.load_or_build(data.PreferenceSpec(), progress=False)["drawn"], built["drawn"])  # cached
+
+
 def test_released_guidance_trains_the_same_weights_as_plain_dpo(tmp_path):
     """The paper's reward term is a fresh constant tensor: the loss changes, not one gradient — so
     DPO with it ends bit for bit where plain DPO does; the guidance that trains does not."""

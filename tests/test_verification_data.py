@@ -93,6 +93,18 @@ def test_finals_carry_the_verdict_and_the_reflection_target(scripted):
     assert np.flatnonzero(finals["redo"][1]).tolist() == [5] and not finals["redo"][0].any()
 
 
+def test_building_the_data_leaves_the_global_random_stream_alone(scripted, monkeypatch):
+    """Loading the generator draws initial weights; a model that builds its data on first use must
+    train as it would from the cache, so the build happens on a forked stream."""
+    def load(name):
+        torch.randn(100)  # what building a model does
+        return scripted
+    monkeypatch.setattr(verifier_data, "load_checkpoint", load)
+    before = torch.get_rng_state()
+    load_or_build(SPEC, progress=False)
+    assert scripted.builds == 1 and torch.equal(torch.get_rng_state(), before)
+
+
 def test_a_cache_is_judged_again_and_rebuilt_when_a_verdict_changed(scripted):
     """``kind`` and ``redo`` of a cached final follow the current rules; a cached ``correct`` that
     the current rules contradict means the rollout labels are stale too: the data is built anew."""

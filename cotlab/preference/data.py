@@ -82,14 +82,17 @@ def build(spec: PreferenceSpec, progress: bool = True, batch_prompts: int = 16) 
 
 def load_or_build(spec: PreferenceSpec, progress: bool = True) -> dict:
     """``build(spec)``, cached in runs/preference_data/ under a hash of the spec and the generator's
-    and judges' checkpoints (a retrained one gets new data)."""
+    and judges' checkpoints (a retrained one gets new data). Building leaves the global random stream
+    as it was (loading the models draws initial weights), so a model that trains on the data trains the
+    same whether the data was cached or built first."""
     cards = [checkpoint_card(name) for name in (spec.generator, "orm", "parm")]
     key = hashlib.sha1(json.dumps([asdict(spec)] + [[c.get("date"), c.get("steps")] for c in cards],
                                   sort_keys=True).encode()).hexdigest()[:12]
     path = RUNS_DIR / "preference_data" / f"{spec.generator.replace('/', '_')}-{key}.pt"
     if path.is_file():
         return torch.load(path, weights_only=False)
-    data = build(spec, progress)
+    with torch.random.fork_rng():
+        data = build(spec, progress)
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_output(path) as tmp:
         torch.save(data, tmp)

@@ -179,7 +179,9 @@ def load_or_build(spec: DataSpec, progress: bool = True) -> dict:
     """``build(spec)``, cached in runs/verifier_data/ under a hash of the spec and the generator's
     checkpoint (a retrained generator gets new data). A cache is judged again on load: ``kind`` and
     ``redo`` follow the current rules; if a final's verdict ``correct`` is not the current rules' own,
-    the data is built anew — the step labels came from the rollouts' finals, which are not kept."""
+    the data is built anew — the step labels came from the rollouts' finals, which are not kept.
+    Building leaves the global random stream as it was, so what trains on the data trains the same
+    whether it was cached or built first."""
     card = checkpoint_card(spec.generator)
     key = hashlib.sha1(json.dumps([asdict(spec), card.get("date"), card.get("steps")], sort_keys=True)
                        .encode()).hexdigest()[:12]
@@ -192,7 +194,8 @@ def load_or_build(spec: DataSpec, progress: bool = True) -> dict:
         finals["redo"] = torch.from_numpy(np.stack([r for _, r in targets]))
         if torch.equal(finals["correct"], finals["kind"] == 0):
             return data
-    data = build(spec, progress)
+    with torch.random.fork_rng():
+        data = build(spec, progress)
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_output(path) as tmp:
         torch.save(data, tmp)
