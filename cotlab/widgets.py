@@ -236,7 +236,8 @@ def controls_over_figure(viewer, controls: dict) -> tuple:
     for control in controls.values():
         control.observe(refresh, names="value")
     refresh()
-    return W.VBox([W.HBox(list(controls.values())), output]), output
+    row = W.HBox(list(controls.values()), layout=W.Layout(flex_flow="row wrap"))  # wrap, never squeeze a slider to nothing
+    return W.VBox([row, output]), output
 
 
 def judged_panel(ax, image: np.ndarray, title: str, meta: dict | None, world: World = World(), width: int = 40) -> None:
