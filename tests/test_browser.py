@@ -190,7 +190,6 @@ def menu(page, name: str, entry: str) -> None:
 SHUTDOWN_RACES = ("WebSocketClosedError", "zmq gc socket requested during shutdown")
 
 
-@pytest.mark.slow
 def python_errors(log: str) -> list[str]:
     """The tracebacks in a part of the server's log, one per log record, but for the two races at a
     kernel's shutdown (not errors of the notebook or its kernel's work): tornado's
@@ -214,6 +213,7 @@ def test_python_errors_reads_the_records_that_hold_a_traceback():
     assert python_errors("[I 2026-11-29 19:43:57.566 LabApp] Build is up to date") == []
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("notebook", VIEWER_NOTEBOOKS, ids=[nb.stem for nb in VIEWER_NOTEBOOKS])
 def test_every_control_of_the_viewer_changes_its_one_figure(notebook, lab, browser, out_dir):
     url, log_path = lab

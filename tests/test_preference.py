@@ -179,7 +179,6 @@ def _train_smoke(name: str, tmp_path):
     return model, metrics
 
 
-@pytest.mark.slow  # three smoke trainings, ~10 s
 def test_building_preference_data_leaves_the_global_random_stream_alone(monkeypatch, tmp_path):
     """DPO builds its data on first use, inside the model's construction and after training's seed:
     the build (its models draw initial weights) must not move the stream the model's own weights and
@@ -195,6 +194,7 @@ def test_building_preference_data_leaves_the_global_random_stream_alone(monkeypa
     assert torch.equal(data.load_or_build(data.PreferenceSpec(), progress=False)["drawn"], built["drawn"])  # cached
 
 
+@pytest.mark.slow  # three smoke trainings, ~10 s
 def test_released_guidance_trains_the_same_weights_as_plain_dpo(tmp_path):
     """The paper's reward term is a fresh constant tensor: the loss changes, not one gradient — so
     DPO with it ends bit for bit where plain DPO does; the guidance that trains does not."""
