@@ -13,6 +13,7 @@ degraded the way generated images are.
 from __future__ import annotations
 
 import argparse
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -210,21 +211,23 @@ EVALUATOR = Bench(_evaluator_arguments, lambda args: bench_evaluator(args.n, arg
                   "and with all at once; images/s.")
 
 
-def best_time(fn, repeats: int = 3, sync=None) -> float:
+def best_time(fn, repeats: int = 3, sync=None, seconds: float = 0.0) -> float:
     """Seconds of the fastest of ``repeats`` calls of ``fn`` after one warm-up call (the fastest is the
-    least disturbed by other work on the machine); ``sync`` (e.g. ``torch.cuda.synchronize``) is
-    called before each clock reading."""
-    fn()
-    times = []
-    for _ in range(repeats):
+    least disturbed by other work on the machine), or of as many calls as fill ``seconds`` where that is
+    more (a 15 ms call timed three times is at the mercy of one scheduler hiccup); ``sync`` (e.g.
+    ``torch.cuda.synchronize``) is called before each clock reading."""
+    def timed() -> float:
         if sync:
             sync()
         t0 = time.perf_counter()
         fn()
         if sync:
             sync()
-        times.append(time.perf_counter() - t0)
-    return min(times)
+        return time.perf_counter() - t0
+
+    warm_up = timed()
+    repeats = max(repeats, math.ceil(seconds / max(warm_up, 1e-9))) if seconds else repeats
+    return min(timed() for _ in range(repeats))
 
 
 def load_shipped(names: list[str] | None, every: tuple[str, ...], kind: str) -> dict:

@@ -360,7 +360,8 @@ def test_the_sampling_bench_compares_teacher_and_student(teacher_folder, student
 
     student_folder = save_checkpoint(student, tmp_path / "student", name="sprint", profile="smoke", command="test",
                                      train_seconds=0, steps=0, metrics={})
-    result = bench_sampling([str(teacher_folder), str(student_folder)], every=100, n_samples=1, batches=(1, 2))
+    result = bench_sampling([str(teacher_folder), str(student_folder)], every=100, n_samples=1, batches=(1, 2),
+                            timing_seconds=0.0)
     by = {(r["generator"], r["steps"]): r for r in result["rows"]}
     assert {s for g, s in by if g == str(teacher_folder)} == {2, 4, 8, 16, 20, 32}
     assert {s for g, s in by if g == str(student_folder)} == {1, 2, 4}

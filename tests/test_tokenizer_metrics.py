@@ -244,3 +244,15 @@ def test_best_time_is_the_fastest_call_after_a_warm_up():
     calls = []
     seconds = generic_bench.best_time(lambda: calls.append(1), repeats=4)
     assert len(calls) == 5 and 0 <= seconds < 0.1
+
+
+def test_best_time_fills_its_seconds_with_calls_when_they_are_short(monkeypatch):
+    clock, durations = [0.0], iter([0.05, 0.03, 0.01, 0.02, 0.04, 0.005, 0.005])  # the first is the warm-up
+    monkeypatch.setattr(generic_bench.time, "perf_counter", lambda: clock[0])
+
+    def call():
+        clock[0] += next(durations)
+
+    # 0.2 s over a 0.05 s warm-up: 4 timed calls (more than repeats=3), the fastest of them 0.01 s
+    assert generic_bench.best_time(call, repeats=3, seconds=0.2) == pytest.approx(0.01)
+    assert next(durations) == 0.005  # the fifth timed call was never made
