@@ -4,7 +4,7 @@
   changes of the teacher — a dense time embedding (σ itself, not 1000·σ, as the timestep's input: the
   JVP's dF/dθ through 1000·σ's fast sinusoids is huge) and QK-norm — as the paper fine-tunes its own.
 - ``sprint``: the hybrid student, sCM + ½·LADD; ``sprint_scm`` sCM alone; ``sprint_ladd`` LADD alone —
-  the ablation: the same 800 steps from the same teacher (a hybrid step costs the most: 23-29 minutes
+  the ablation: the same 800 steps from the same teacher (a hybrid step costs the most: 23-27 minutes
   on two cores, against 11 for sCM alone).
 
 Teacher and students are judged like every generator (GenEval on the benchmark prompts × 4,
