@@ -65,6 +65,8 @@ BENCHES = {  # name -> ("module:attribute" of its Bench, one line of help)
                   "linear attention against softmax (SDPA) over 256 … 64k tokens: time, peak memory, slope, crossover"),
     "dit": ("cotlab.dit.bench:DIT",
             "the linear DiTs: flow Euler vs Flow-DPM-Solver, f8 vs f4 latents, training throughput, held-out bindings"),
+    "throughput": ("cotlab.dit.bench:THROUGHPUT",
+                   "deep compression in training: one DiT training step on f8 against f4 latents, encoding and step timed apart"),
     "scaling": ("cotlab.dit.bench:SCALING",
                 "inference-time scaling of the DiT: best-of-N by CLIP, ORM and the oracle, top-1 and tournament"),
     "growth": ("cotlab.dit.bench:GROWTH",

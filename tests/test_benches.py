@@ -17,6 +17,7 @@ SMALLEST = {  # bench -> its smallest options
     "decoding": ["--only", "maskgit,raster_ar", "--steps", "2", "--every", "100", "--n-samples", "1"],
     "hybrid": ["--every", "100", "--n-samples", "1", "--steps", "2"],
     "dit": ["--only", "sana", "--every", "100", "--n-samples", "1"],
+    "throughput": ["--only", "sana", "--batch-size", "2", "--repeats", "1"],
     "scaling": ["--every", "100", "--samples", "2"],
     "verification": ["--candidates", "2", "--steps", "2", "--every", "100", "--n-samples", "1",
                      "--scaling-every", "100"],

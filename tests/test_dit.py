@@ -217,6 +217,31 @@ def test_bench_dit_on_a_saved_checkpoint(tmp_path):
     assert "held-out bindings" in format_dit(result)
 
 
+def test_bench_throughput_takes_a_training_step_apart_and_leaves_the_weights(tmp_path):
+    from cotlab.dit.bench import bench_throughput, format_throughput, training_step_seconds
+    from cotlab.harness import save_checkpoint
+
+    f8, f4 = dit(), dit(autoencoder="dcae_f4")
+    before = {k: v.clone() for k, v in f8.state_dict().items()}
+    batch = next(iter(ShapesStream(World(), 2, seed=0)))
+    seconds = training_step_seconds(f8, batch, repeats=1)
+    assert seconds["encode_s"] > 0 and seconds["step_s"] > 0
+    assert all(torch.equal(before[k], v) for k, v in f8.state_dict().items())  # learning rate 0: nothing moves
+    assert not f8.training  # handed back in eval mode
+
+    folders = [str(save_checkpoint(m, tmp_path / name, name=name, profile="smoke", command="test", train_seconds=1.0,
+                                   steps=1, metrics={})) for name, m in (("f8", f8), ("f4", f4))]
+    result = bench_throughput(folders, batch_size=2, repeats=1)
+    by = {r["autoencoder"]: r for r in result["rows"]}
+    assert (by["dcae_f8"]["tokens"], by["dcae_f4"]["tokens"]) == (16, 64) and result["reference"] == folders[1]
+    for r in result["rows"]:
+        assert r["images_per_s"]["cached"] == pytest.approx(2 / r["step_s"])
+        assert r["images_per_s"]["encoding"] == pytest.approx(2 / (result["render_s"] + r["encode_s"] + r["step_s"]))
+    assert by["dcae_f4"]["speedup"] == {"encoding": 1.0, "cached": 1.0}
+    assert by["dcae_f8"]["speedup"]["cached"] == pytest.approx(by["dcae_f4"]["step_s"] / by["dcae_f8"]["step_s"])
+    assert "cached latents" in format_throughput(result)
+
+
 def test_healing_fits_the_full_models_velocity_on_the_same_noisy_input(batch):
     """Known answers: a pruned model that keeps every block computes what the full one does, so its
     healing loss is exactly 0; with a block gone, the loss is the MSE to the full model's velocity at

@@ -11,6 +11,12 @@ same model on f4 latents, 4× the tokens) at the default 20 Euler steps — GenE
 forward passes and images/s; the paired differences that answer the notebook's questions (DPM-Solver
 at 10 steps against Euler at 30; f4 against f8); the training facts from the cards (images/s while
 training, minutes, the loss curve against time); and each model on the held-out colour–shape bindings.
+
+``throughput`` (``cotlab bench throughput``): what deep compression buys a training step, measured side by
+side in one run (the cards' images/s come from runs at different times, on a machine whose speed
+drifts): one step of each DiT on the same batch, taken apart into rendering the scenes, encoding them
+(the DC-AE and the text encoder) and the transformer's own step, as images/s with encoding every batch
+(how ``sana`` trains) and on cached latents (how the next-X models train).
 """
 from __future__ import annotations
 
@@ -22,6 +28,7 @@ import torch
 
 from cotlab.bench import Bench, best_time, load_shipped, only_option, parse_names, prompt_options
 from cotlab.dit.attention import linear_attention, softmax_attention
+from cotlab.flow import flow_loss
 from cotlab.geneval import benchmark_prompts, paired_difference, stratified_prompts
 from cotlab.harness import checkpoint_card, checkpoint_config, checkpoint_history
 from cotlab.sampling import evaluate_generator
@@ -280,6 +287,88 @@ DIT = Bench(_dit_arguments, _dit_run, format_dit,
             "and Flow-DPM-Solver at several step counts, sana_f4 at 20 Euler steps. Prints GenEval overall (95 % "
             "intervals) and per tag, forward passes, images/s, the paired differences (DPM 10 vs Euler 30; f8 vs "
             "f4), training throughput and time to a fixed loss from the cards, and the held-out bindings.")
+
+
+# --- deep compression in training --------------------------------------------------------------------
+def training_step_seconds(model, batch: dict, repeats: int = 5) -> dict:
+    """One training step of a DiT on ``batch`` (B images and captions) taken apart, each part the
+    fastest of ``repeats`` after a warm-up: ``encode_s``, the frozen DC-AE encoding the images and the
+    text encoder the captions (what cached latents and text states skip), and ``step_s``, the
+    transformer's step on them — flow matching's loss, backward and an AdamW update at learning rate 0
+    (the same work, and the shipped weights stay as they are)."""
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=0.0)
+    encoded = {}
+
+    def encode():
+        encoded["z"] = model.encode_images(batch["image"])  # (B, C, h, w)
+        encoded["text"] = model.encode_text(list(batch["caption"]))  # (B, T, D_text), (B, T)
+
+    def step():
+        x, sigma, text, mask, z, noise = model.noised_latents(encoded["z"], *encoded["text"])
+        loss = flow_loss(model(x, sigma, text, mask), z, noise)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+
+    model.train()
+    seconds = {"encode_s": best_time(encode, repeats), "step_s": best_time(step, repeats)}
+    model.eval()
+    return seconds
+
+
+def bench_throughput(names: list[str] | None = None, batch_size: int = 64, repeats: int = 5, seed: int = 0) -> dict:
+    """``training_step_seconds`` of each DiT (default ``sana`` and ``sana_f4``) on the same batch of
+    training scenes, the rendering of such a batch, and images/s with encoding every batch (rendering,
+    encoding and the step) and on cached latents (the step alone), each also as a multiple of the
+    model with the most tokens."""
+    from cotlab.shapes import ShapesStream, World
+
+    models = load_shipped(names, GENERATORS, "DiT")
+    stream = iter(ShapesStream(World(), batch_size, seed=seed))
+    batch = next(stream)  # the same scenes for every model
+    render_s = best_time(lambda: next(stream), repeats)
+    rows = []
+    for name, model in models.items():
+        t = training_step_seconds(model, batch, repeats)
+        rows.append({"generator": name, "autoencoder": model.config.autoencoder, "tokens": model.latent_size ** 2,
+                     **t, "images_per_s": {"encoding": batch_size / (render_s + t["encode_s"] + t["step_s"]),
+                                           "cached": batch_size / t["step_s"]}})
+    reference = max(rows, key=lambda r: r["tokens"])
+    for r in rows:
+        r["speedup"] = {kind: v / reference["images_per_s"][kind] for kind, v in r["images_per_s"].items()}
+    return {"batch_size": batch_size, "repeats": repeats, "seed": seed, "render_s": render_s,
+            "reference": reference["generator"], "threads": torch.get_num_threads(), "rows": rows}
+
+
+def format_throughput(result: dict) -> str:
+    ref = result["reference"]
+    lines = ["| generator | latents | encoding a batch (ms) | transformer step (ms) | images/s, encoding every batch | "
+             f"images/s, cached latents | × {ref} (encoding / cached) |", "|---|---|---|---|---|---|---|"]
+    for r in result["rows"]:
+        lines.append(f"| {r['generator']} | {r['autoencoder']} ({r['tokens']} tokens) | {1000 * r['encode_s']:.0f} | "
+                     f"{1000 * r['step_s']:.0f} | {r['images_per_s']['encoding']:.0f} | {r['images_per_s']['cached']:.0f} | "
+                     f"{r['speedup']['encoding']:.2f}× / {r['speedup']['cached']:.2f}× |")
+    lines.append(f"\nOne training step on the same batch of {result['batch_size']} training scenes, each part the fastest "
+                 f"of {result['repeats']} after a warm-up, {result['threads']} threads. Rendering a batch "
+                 f"({1000 * result['render_s']:.0f} ms) counts in 'encoding every batch', as it does when sana trains; "
+                 "'cached latents' is the transformer's step alone (loss, backward, AdamW).")
+    return "\n".join(lines)
+
+
+def _throughput_arguments(parser: argparse.ArgumentParser) -> None:
+    only_option(parser, "DiTs")
+    parser.add_argument("--batch-size", type=count, default=64, help="training batch size (default: 64, the cpu recipe's)")
+    parser.add_argument("--repeats", type=count, default=5, help="timed calls of each part (default: 5)")
+
+
+def _throughput_run(args: argparse.Namespace) -> dict:
+    return bench_throughput(parse_names(args.only), batch_size=args.batch_size, repeats=args.repeats, seed=args.seed)
+
+
+THROUGHPUT = Bench(_throughput_arguments, _throughput_run, format_throughput,
+                   "Deep compression in training: one training step of each shipped DiT (sana on f8, sana_f4 on f4 "
+                   "latents) on the same batch, side by side in one run — rendering, encoding and the transformer's step "
+                   "timed apart; images/s with encoding every batch and on cached latents.")
 
 
 # --- SANA 1.5: inference-time scaling --------------------------------------------------------------

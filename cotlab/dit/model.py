@@ -117,15 +117,18 @@ class SanaDiT(LatentGenerator):
 
     # --- training ------------------------------------------------------------------------------
     def noised(self, batch: dict) -> tuple[torch.Tensor, ...]:
-        """A training batch of images and captions made ready for the transformer: the noisy latents
-        x_σ (B, C, h, w), their times σ (B,) (logit-normal, shifted), the text states (B, T, D_text)
-        and mask (B, T) after caption dropout, and the clean latents z and noise ε (B, C, h, w)."""
+        """A training batch of images and captions made ready for the transformer: ``noised_latents``
+        of its encoded images and its captions' states after caption dropout."""
         z = self.encode_images(batch["image"])  # (B, C, h, w)
-        B = len(z)
         captions = ["" if u < self.config.p_uncond else c
-                    for c, u in zip(batch["caption"], torch.rand(B).tolist())]  # caption dropout
-        text, mask = self.encode_text(captions)
-        sigma = logit_normal_sigmas(B, shift=self.config.train_shift, device=self.device)  # (B,)
+                    for c, u in zip(batch["caption"], torch.rand(len(z)).tolist())]  # caption dropout
+        return self.noised_latents(z, *self.encode_text(captions))
+
+    def noised_latents(self, z: torch.Tensor, text: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Flow matching's input for clean latents z (B, C, h, w) and text states (B, T, D_text), mask
+        (B, T): the noisy latents x_σ (B, C, h, w), their times σ (B,) (logit-normal, shifted), the text
+        states and mask, and z and the noise ε (B, C, h, w)."""
+        sigma = logit_normal_sigmas(len(z), shift=self.config.train_shift, device=self.device)  # (B,)
         noise = torch.randn_like(z)
         return interpolate(z, noise, sigma), sigma, text, mask, z, noise
 
