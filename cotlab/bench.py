@@ -226,7 +226,7 @@ def best_time(fn, repeats: int = 3, sync=None, seconds: float = 0.0) -> float:
         return time.perf_counter() - t0
 
     warm_up = timed()
-    repeats = max(repeats, math.ceil(seconds / max(warm_up, 1e-9))) if seconds else repeats
+    repeats = max(repeats, math.ceil(seconds / max(warm_up, 1e-9)))
     return min(timed() for _ in range(repeats))
 
 

@@ -32,7 +32,7 @@ from cotlab.flow import flow_loss
 from cotlab.geneval import benchmark_prompts, paired_difference, stratified_prompts
 from cotlab.harness import checkpoint_card, checkpoint_config, checkpoint_history
 from cotlab.sampling import evaluate_generator
-from cotlab.shapes import TAGS
+from cotlab.shapes import TAGS, ShapesStream, World
 from cotlab.stats import describe_difference, with_interval
 from cotlab.options import count
 
@@ -321,8 +321,6 @@ def bench_throughput(names: list[str] | None = None, batch_size: int = 64, repea
     training scenes, the rendering of such a batch, and images/s with encoding every batch (rendering,
     encoding and the step) and on cached latents (the step alone), each also as a multiple of the
     model with the most tokens."""
-    from cotlab.shapes import ShapesStream, World
-
     models = load_shipped(names, GENERATORS, "DiT")
     stream = iter(ShapesStream(World(), batch_size, seed=seed))
     batch = next(stream)  # the same scenes for every model

@@ -92,12 +92,10 @@ def format_sampling(result: dict) -> str:
         lines += ["", "| paired comparison (same prompts and seeds) | overall, difference |", "|---|---|"]
         lines += [f"| {d['a']} − {d['b']} | {describe_difference(d['difference'], d['interval'])} |"
                   for d in result["differences"]]
-    timing = result.get("timing_seconds")  # runs before it was recorded took the fastest of 3
-    timing = f"fastest of the calls that fill {timing:g} s (at least 3)" if timing else "fastest of 3"
     lines.append(f"\n{result['prompts']} benchmark prompts (every tag) × {result['n_samples']} samples, seed "
                  f"{result['seed']}; the teacher with flow Euler and CFG {result['cfg']:g} (two forward passes per step), "
                  f"the students with the guidance distilled (one). Latency: one whole generation (text, steps, decoding), "
-                 f"{timing} after a warm-up, on {result['device']} with {result['threads']} threads; speed-up at batch "
+                 f"fastest of the calls that fill {result['timing_seconds']:g} s (at least 3) after a warm-up, on {result['device']} with {result['threads']} threads; speed-up at batch "
                  + " / ".join(batches) + ". 95 % intervals: bootstrap over prompts, samples resampled within; "
                  "differences paired.")
     return "\n".join(lines)
