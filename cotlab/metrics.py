@@ -148,3 +148,26 @@ def shapes_fd_with_interval(real_images: torch.Tensor, fake_images: torch.Tensor
         return frechet_distance(*feature_statistics(r), *feature_statistics(f))
     full, resampled = fd(real, fake), bootstrap_values(fd, real, fake, resamples=resamples)
     return full, quantile_interval(resampled - np.median(resampled) + full)
+
+
+def shapes_fd_contrast(real_images: torch.Tensor, fake_sets: list[torch.Tensor], weights: tuple[float, ...],
+                       classifier, per_prompt: int = 1, resamples: int = 200) -> dict:
+    """Σ_k w_k·FD(real, fake_k) for image sets paired item by item with ``real`` (the same prompts and
+    seeds), with a 95 % interval: ``{"value": v, "interval": [lo, hi]}``. Weights (1, −1) give a paired
+    difference of two FDs, (1, −1, −1, 1) a difference of two differences.
+
+    Every set is (P·n, 3, H, W), the n = ``per_prompt`` images of each prompt in a row; a resample
+    draws P prompts with replacement and keeps each one's images in every set, so the sets stay paired
+    and a prompt's correlated samples move together. Centred on the full sets' value as
+    ``shapes_fd_with_interval`` is (the repeats' upward bias mostly cancels in a contrast anyway)."""
+    def by_prompt(images):  # (P, n, D)
+        f = features(images, classifier)
+        return f.reshape(-1, per_prompt, f.shape[-1])
+
+    def contrast(real, *fakes):
+        flat = [x.reshape(-1, x.shape[-1]) for x in (real, *fakes)]  # (P·n, D) each
+        reference = feature_statistics(flat[0])
+        return sum(w * frechet_distance(*reference, *feature_statistics(f)) for w, f in zip(weights, flat[1:], strict=True))
+    columns = [by_prompt(real_images), *map(by_prompt, fake_sets)]
+    full, resampled = contrast(*columns), bootstrap_values(contrast, *columns, resamples=resamples)
+    return {"value": full, "interval": quantile_interval(resampled - np.median(resampled) + full)}

@@ -14,7 +14,7 @@ from cotlab.classifier import (CLASSES, ShapesClassifier, ShapesClassifierConfig
                                labelled_cells)
 from cotlab.metrics import (as_image, device_of, feature_statistics, features, frechet_distance, pooled_psnr,
                             pooled_psnr_with_interval, psnr, psnr_of_errors, psnr_per_image, shapes_fd,
-                            shapes_fd_with_interval, ssim, ssim_per_image, to_tensor, to_uint8)
+                            shapes_fd_contrast, shapes_fd_with_interval, ssim, ssim_per_image, to_tensor, to_uint8)
 from cotlab.registry import get_recipe
 from cotlab.shapes import Obj, Scene, ShapesDataModule, World, make_batch
 from cotlab.stats import bootstrap_values
@@ -236,6 +236,27 @@ def test_shapes_fd_interval_is_the_bootstrap_spread_centred_on_the_full_fd():
     assert np.median(resampled) != pytest.approx(full, abs=1e-3)  # so the centring shows
     expected = np.quantile(resampled, [0.025, 0.975]) - np.median(resampled) + full
     assert interval == pytest.approx(expected.tolist(), abs=1e-6)
+
+
+def test_shapes_fd_contrast_is_a_paired_difference_resampled_by_prompt():
+    """FD(f, 3f) = 4‖μ‖² + Tr(10Σ − 2·3Σ) = 4(‖μ‖² + Tr Σ) and FD(f, 2f) = ‖μ‖² + Tr Σ, so with weights
+    (1, −1) every resample's contrast is 3·``doubled_fd`` of its real features. A resample draws whole
+    prompts (here 4 prompts × 2 images); the interval is checked against such draws made by hand."""
+    pairs = [(0.1, 0.2), (0.3, 0.2), (0.2, 0.5), (0.4, 0.1), (0.15, 0.3), (0.05, 0.45), (0.35, 0.4), (0.5, 0.05)]
+    real = flat_images(pairs)
+    twice, thrice = (flat_images([(k * r, k * b) for r, b in pairs]) for k in (2, 3))
+    f = features(real, LinearFeatures())  # (8, 2)
+    result = shapes_fd_contrast(real, [thrice, twice], (1, -1), LinearFeatures(), per_prompt=2, resamples=50)
+    assert result["value"] == pytest.approx(3 * doubled_fd(f), abs=1e-6)
+    draws = np.random.default_rng(0).integers(4, size=(50, 4))  # bootstrap_values' draws of 4 prompts
+    by_hand = np.array([3 * doubled_fd(f.reshape(4, 2, 2)[idx].reshape(8, 2)) for idx in draws])
+    expected = np.quantile(by_hand, [0.025, 0.975]) - np.median(by_hand) + result["value"]
+    assert result["interval"] == pytest.approx(expected.tolist(), abs=1e-6)
+    same = shapes_fd_contrast(real, [twice, twice], (1, -1), LinearFeatures(), per_prompt=2, resamples=50)
+    assert same == {"value": 0.0, "interval": [0.0, 0.0]}
+    one = shapes_fd_contrast(real, [twice], (1,), LinearFeatures(), resamples=200)
+    assert one["value"] == pytest.approx(shapes_fd(real, twice, LinearFeatures()))
+    assert one["interval"] == pytest.approx(shapes_fd_with_interval(real, twice, LinearFeatures())[1])
 
 
 def test_shapes_fd_is_zero_on_itself_and_grows_with_blur(images, classifier):
