@@ -240,6 +240,13 @@ def test_the_benchmark_runs_end_to_end_and_its_bias_curves_meet_at_the_ground_tr
     # so the last difference of gaps is (truth − own_ncl) − (truth − own_tf) = own_tf − own_ncl
     assert result["gap_differences"][-1]["value"] == pytest.approx(tf[0]["overall"] - ncl[0]["overall"])
     assert ncl[-1]["shapes_fd"] < ncl[0]["shapes_fd"]  # reconstructions of the truth are closer to it
+    fd = result["differences"][0]["shapes_fd"]  # FD(ncl) − FD(tf), paired
+    assert fd["value"] == pytest.approx(result["rows"][0]["shapes_fd"] - result["rows"][1]["shapes_fd"])
+    assert fd["interval"][0] <= fd["value"] <= fd["interval"][1]
+    assert ncl[0]["shapes_fd_gap"] == {"value": 0.0, "interval": [0.0, 0.0]}  # own − own
+    assert ncl[-1]["shapes_fd_gap"]["value"] == pytest.approx(ncl[0]["shapes_fd"] - ncl[-1]["shapes_fd"])
+    # and on Shapes-FD: (own_ncl − truth) − (own_tf − truth) = FD(own_ncl) − FD(own_tf)
+    assert result["gap_differences"][-1]["shapes_fd"]["value"] == pytest.approx(fd["value"])
     text = bench.format_xar(result)
     assert "xar_cell − xar_cell_tf" in text and "Exposure bias of xar_cell_tf" in text
 

@@ -6,13 +6,16 @@ Three questions, one run, on the same stratified benchmark prompts and sample se
    after another, each for the same wall time, and judged side by side with the shipped ``xar``:
    GenEval with 95 % intervals, Shapes-FD against renders of the same prompts (with its interval),
    the held-out bindings, forward passes per image, images/s when generating (batch 64) and when
-   training. The paired differences answer the paper's orderings: cell − token, NCL − teacher forcing.
+   training. The paired differences answer the paper's orderings: cell − token, NCL − teacher forcing,
+   on GenEval and on Shapes-FD (``shapes_fd_contrast``: the same prompts resampled for both).
 2. **Exposure bias, measured.** For the noisy-context and the teacher-forced cell models, the first n
    entities of each image are handed over from the ground truth (the prompt's scene, rendered and
    encoded) and the model draws the rest, n = 0 … N (n = 0: its own samples; n = N: the ground
    truth's reconstruction). The gap at n, GenEval(ground-truth context n) − GenEval(own), is what the
    model loses by building on its own outputs rather than the truth; paired, with intervals, and the
-   difference of the two models' gaps.
+   difference of the two models' gaps, (given − own)_NCL − (given − own)_TF. On Shapes-FD, where lower
+   is better, the gap is FD(own) − FD(given); on both, a positive gap is what building on its own
+   outputs costs, and a negative difference of gaps is NCL's smaller exposure bias.
 """
 from __future__ import annotations
 
@@ -27,7 +30,7 @@ from cotlab import geneval
 from cotlab.bench import Bench, best_time, prompt_options
 from cotlab.errors import CotlabError
 from cotlab.harness import fit, load_checkpoint, seed_everything
-from cotlab.metrics import shapes_fd_with_interval, to_tensor, to_uint8
+from cotlab.metrics import shapes_fd_contrast, shapes_fd_with_interval, to_tensor, to_uint8
 from cotlab.registry import get_recipe
 from cotlab.sampling import prompt_seed, row_seeds, sample
 from cotlab.shapes import World
@@ -117,8 +120,8 @@ def generate_passes(model, **options) -> int:
 def exposure_bias(model, metas, truth, own: tuple[list, torch.Tensor], n_samples: int, seed: int, classifier,
                   **options) -> list[dict]:
     """Per n = 0 … N: GenEval and Shapes-FD of the images whose first n entities are the ground truth's,
-    and the gap to the model's ``own`` samples (n = 0: their judged rows and images), paired. Each
-    point keeps its judged rows under ``rows``."""
+    and their gaps to the model's ``own`` samples (n = 0: their judged rows and images), paired. Each
+    point keeps its judged rows and its images under ``rows`` and ``images``."""
     latents = model.encode_images(truth)  # (P·n, C, h, w)
     own_rows, out = own[0], []
     for n in range(model.layout.entities + 1):
@@ -127,8 +130,10 @@ def exposure_bias(model, metas, truth, own: tuple[list, torch.Tensor], n_samples
         summary = geneval.summarize(rows)
         fd, fd_interval = shapes_fd_with_interval(truth, images, classifier)
         gap = geneval.paired_difference(rows, own_rows)["overall"]
+        fd_gap = shapes_fd_contrast(truth, [own[1], images], (1, -1), classifier, per_prompt=n_samples)
         out.append({"given": n, "overall": summary["overall"], "interval": summary["interval"]["overall"],
-                    "shapes_fd": fd, "shapes_fd_interval": fd_interval, "gap": gap, "rows": rows})
+                    "shapes_fd": fd, "shapes_fd_interval": fd_interval, "gap": gap, "shapes_fd_gap": fd_gap,
+                    "rows": rows, "images": images})
     return out
 
 
@@ -157,19 +162,23 @@ def bench_xar(every: int = 2, n_samples: int = 4, cfg: float = 5.0, steps: int =
         rows.append({"model": name, "training": training, **row})
         if name in BIAS_MODELS:
             models[name] = model
-    differences = [{"a": a, "b": b, **geneval.paired_difference(judged[a], judged[b])["overall"]}
+    differences = [{"a": a, "b": b, **geneval.paired_difference(judged[a], judged[b])["overall"],
+                    "shapes_fd": shapes_fd_contrast(truth, [images[a], images[b]], (1, -1), classifier,
+                                                    per_prompt=n_samples)}
                    for a, b in PAIRS if a in judged and b in judged]
     bias = {name: exposure_bias(model, metas, truth, (judged[name], images[name]), n_samples, seed, classifier, **options)
             for name, model in models.items()}
     gap_differences = []
-    if len(bias) == 2:  # NCL's gap − teacher forcing's, per n: (given − own)_NCL − (given − own)_TF
+    if len(bias) == 2:  # NCL's gap − teacher forcing's, per n: (given − own)_NCL − (given − own)_TF; FD's own − given
         ncl, tf = (bias[name] for name in BIAS_MODELS)
         for a, b in zip(ncl[1:], tf[1:]):
             gap_differences.append({"given": a["given"], **geneval.contrast(
-                [a["rows"], ncl[0]["rows"], b["rows"], tf[0]["rows"]], (1, -1, -1, 1))})
+                [a["rows"], ncl[0]["rows"], b["rows"], tf[0]["rows"]], (1, -1, -1, 1)),
+                "shapes_fd": shapes_fd_contrast(truth, [ncl[0]["images"], a["images"], tf[0]["images"], b["images"]],
+                                                (1, -1, -1, 1), classifier, per_prompt=n_samples)})
     for curve in bias.values():
         for point in curve:
-            del point["rows"]
+            del point["rows"], point["images"]
     return {"prompts": len(metas), "heldout_prompts": len(heldout), "n_samples": n_samples, "cfg": cfg,
             "steps": steps, "solver": solver, "seed": seed, "profile": profile, "threads": torch.get_num_threads(), "rows": rows,
             "differences": differences, "exposure_bias": bias, "gap_differences": gap_differences}
@@ -189,8 +198,10 @@ def format_entities(result: dict) -> str:
                      f"{with_interval(r['shapes_fd'], r['shapes_fd_interval'], 2)} | "
                      f"{with_interval(r['heldout'], r['heldout_interval'])} |")
     if result["differences"]:
-        lines += ["", "| paired comparison (same prompts and seeds) | GenEval overall, difference |", "|---|---|"]
-        lines += [f"| {d['a']} − {d['b']} | {describe_difference(d['difference'], d['interval'])} |"
+        lines += ["", "| paired comparison (same prompts and seeds) | GenEval overall, difference | "
+                      "Shapes-FD, difference (negative: a nearer the renders) |", "|---|---|---|"]
+        lines += [f"| {d['a']} − {d['b']} | {describe_difference(d['difference'], d['interval'])} | "
+                  f"{describe_difference(d['shapes_fd']['value'], d['shapes_fd']['interval'], 2)} |"
                   for d in result["differences"]]
     return "\n".join(lines)
 
@@ -201,14 +212,19 @@ def format_bias(result: dict) -> str:
     for name, curve in result["exposure_bias"].items():
         lines += ["", f"**Exposure bias of {name}**: the first n entities given from the ground truth, the rest "
                       "drawn by the model (n = 0: its own samples).", "",
-                  "| n given | GenEval overall [95 %] | gap to own samples (paired) | Shapes-FD [95 %] |", "|---|---|---|---|"]
+                  "| n given | GenEval overall [95 %] | gap: given n − own samples (paired) | Shapes-FD [95 %] | "
+                  "Shapes-FD gap: own samples − given n (paired) |", "|---|---|---|---|---|"]
         lines += [f"| {p['given']} | {with_interval(p['overall'], p['interval'])} | "
                   f"{describe_difference(p['gap']['difference'], p['gap']['interval'])} | "
-                  f"{with_interval(p['shapes_fd'], p['shapes_fd_interval'], 2)} |" for p in curve]
+                  f"{with_interval(p['shapes_fd'], p['shapes_fd_interval'], 2)} | "
+                  f"{describe_difference(p['shapes_fd_gap']['value'], p['shapes_fd_gap']['interval'], 2)} |"
+                  for p in curve]
     if result["gap_differences"]:
         a, b = BIAS_MODELS
-        lines += ["", f"| n given | gap of {a} − gap of {b} (negative: a smaller exposure bias) |", "|---|---|"]
-        lines += [f"| {d['given']} | {describe_difference(d['value'], d['interval'])} |"
+        lines += ["", f"| n given | GenEval gap of {a} − gap of {b} (negative: a smaller exposure bias) | "
+                      f"Shapes-FD gap of {a} − gap of {b} (negative: a smaller exposure bias) |", "|---|---|---|"]
+        lines += [f"| {d['given']} | {describe_difference(d['value'], d['interval'])} | "
+                  f"{describe_difference(d['shapes_fd']['value'], d['shapes_fd']['interval'], 2)} |"
                   for d in result["gap_differences"]]
     return "\n".join(lines).strip("\n")
 
@@ -220,7 +236,8 @@ def format_xar(result: dict) -> str:
                  f"Sampling: {result['steps']} {SOLVER_NAMES[result['solver']]} steps per entity, CFG ramped to {result['cfg']:g}. The ablation "
                  f"trained in this run, {result['profile']} profile, one variant at a time on {result['threads']} threads. "
                  "95 % intervals: bootstrap over prompts, samples resampled within; differences paired; Shapes-FD's "
-                 "interval from bootstrap resamples of both sets.")
+                 "interval from bootstrap resamples of both sets, its differences from resamples of whole prompts "
+                 "shared by every set.")
     return "\n".join(lines)
 
 
