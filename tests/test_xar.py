@@ -251,6 +251,23 @@ def test_the_benchmark_runs_end_to_end_and_its_bias_curves_meet_at_the_ground_tr
     assert "xar_cell − xar_cell_tf" in text and "Exposure bias of xar_cell_tf" in text
 
 
+def test_the_exposure_bias_figure_draws_each_curve_and_both_gaps():
+    import matplotlib.pyplot as plt
+
+    from cotlab.xar import figures
+
+    def point(n, score, gap, fd_gap):
+        return {"given": n, "overall": score, "interval": [score - 0.1, score + 0.1],
+                "gap": {"difference": gap, "interval": [gap - 0.1, gap + 0.1]},
+                "shapes_fd_gap": {"value": fd_gap, "interval": [fd_gap - 0.2, fd_gap + 0.2]}}
+    result = {"exposure_bias": {"xar_cell": [point(0, 0.4, 0.0, 0.0), point(1, 0.5, 0.1, 0.3)],
+                                "xar_cell_tf": [point(0, 0.3, 0.0, 0.0), point(1, 0.45, 0.15, 0.6)]}}
+    fig = figures.exposure_bias(result)
+    plotted = [[list(line.get_ydata()) for line in ax.lines] for ax in fig.axes[:3]]
+    assert plotted == [[[0.4, 0.5], [0.3, 0.45]], [[0.0, 0.1], [0.0, 0.15]], [[0.0, 0.3], [0.0, 0.6]]]
+    plt.close(fig)
+
+
 def test_the_figures_and_the_viewer_draw():
     import matplotlib.pyplot as plt
 

@@ -80,24 +80,24 @@ def entity_table(result: dict, save=None, name: str = "ablation", title: str | N
 
 
 def exposure_bias(result: dict, save=None, name: str = "exposure_bias", title: str | None = None) -> Figure:
-    """The exposure-bias curves of a ``bench_xar`` result: GenEval overall (95 % intervals) against the
-    number of entities given from the ground truth, a line per model, and the gap to its own samples."""
-    fig, axes = plt.subplots(1, 2, figsize=(9.5, 3.2))
+    """The exposure-bias curves of a ``bench_xar`` result against n, the entities given from the ground
+    truth, a line per model, with 95 % intervals: GenEval overall, and the gaps to the model's own
+    samples on GenEval (given − own) and on Shapes-FD (own − given) — positive: what its own context costs."""
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.2))
+    panels = (("GenEval overall", lambda p: (p["overall"], p["interval"])),
+              ("GenEval gap: given n − own", lambda p: (p["gap"]["difference"], p["gap"]["interval"])),
+              ("Shapes-FD gap: own − given n", lambda p: (p["shapes_fd_gap"]["value"], p["shapes_fd_gap"]["interval"])))
     for model, curve in result["exposure_bias"].items():
         n = [p["given"] for p in curve]
-        score = [p["overall"] for p in curve]
-        gap = [p["gap"]["difference"] for p in curve]
-        axes[0].errorbar(n, score, yerr=error_bars(score, [p["interval"] for p in curve]), fmt="o-", capsize=3,
-                         color=color(model), label=model)
-        axes[1].errorbar(n, gap, yerr=error_bars(gap, [p["gap"]["interval"] for p in curve]), fmt="o-", capsize=3,
-                         color=color(model), label=model)
-    axes[0].set(xlabel="entities given from the ground truth (n)", ylabel="GenEval overall")
-    axes[1].set(xlabel="entities given from the ground truth (n)",
-                ylabel="gap: given n − own samples")
+        for ax, (label, point) in zip(axes, panels):
+            values, intervals = zip(*map(point, curve))
+            ax.errorbar(n, values, yerr=error_bars(values, intervals), fmt="o-", capsize=3, color=color(model),
+                        label=model)
+            ax.set(xlabel="entities given from the ground truth (n)", ylabel=label)
     for ax in axes:
         ax.grid(alpha=0.3)
         ax.xaxis.get_major_locator().set_params(integer=True)
-    legend_outside(axes[1])
+    legend_outside(axes[-1])
     return finish(fig, save, name, title)
 
 
