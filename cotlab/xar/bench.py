@@ -137,7 +137,7 @@ def exposure_bias(model, metas, truth, own: tuple[list, torch.Tensor], n_samples
     return out
 
 
-def bench_xar(every: int = 2, n_samples: int = 4, cfg: float = 5.0, steps: int = 20, solver: str = "sde", seed: int = 0,
+def bench_xar(every: int = 1, n_samples: int = 4, cfg: float = 5.0, steps: int = 20, solver: str = "sde", seed: int = 0,
               variants: tuple[str, ...] = ABLATION, profile: str = "cpu") -> dict:
     """The entity table, the paired orderings and the exposure-bias curves (module docstring)."""
     unknown = sorted(set(variants) - set(ABLATION))
@@ -242,7 +242,7 @@ def format_xar(result: dict) -> str:
 
 
 def _arguments(parser: argparse.ArgumentParser) -> None:
-    prompt_options(parser, every=2, prompts=277, cfg=5.0)
+    prompt_options(parser, every=1, prompts=553, cfg=5.0)
     parser.add_argument("--steps", type=count, default=20, help="flow steps per entity (default: 20)")
     parser.add_argument("--solver", choices=tuple(SOLVER_NAMES), default="sde",
                         help="sde: Euler–Maruyama (default, as xAR); euler: the ODE")
