@@ -139,27 +139,24 @@ def shapes_fd(real_images: torch.Tensor, fake_images: torch.Tensor, classifier) 
 
 def shapes_fd_with_interval(real_images: torch.Tensor, fake_images: torch.Tensor, classifier,
                             resamples: int = 200) -> tuple[float, list[float]]:
-    """Shapes-FD and a 95 % interval: the spread of FD over bootstrap resamples of both sets, centred
-    on the full sets' FD. (A resample repeats images, which lowers the diversity FD sees and so raises
-    FD by a bias larger than its spread; the percentile interval itself would miss the estimate.)"""
-    real, fake = features(real_images, classifier), features(fake_images, classifier)  # (B, D) each
-
-    def fd(r, f):
-        return frechet_distance(*feature_statistics(r), *feature_statistics(f))
-    full, resampled = fd(real, fake), bootstrap_values(fd, real, fake, resamples=resamples)
-    return full, quantile_interval(resampled - np.median(resampled) + full)
+    """Shapes-FD and a 95 % interval from bootstrap resamples of both sets, image by image
+    (``shapes_fd_contrast`` with one set)."""
+    result = shapes_fd_contrast(real_images, [fake_images], (1,), classifier, resamples=resamples)
+    return result["value"], result["interval"]
 
 
 def shapes_fd_contrast(real_images: torch.Tensor, fake_sets: list[torch.Tensor], weights: tuple[float, ...],
                        classifier, per_prompt: int = 1, resamples: int = 200) -> dict:
     """Σ_k w_k·FD(real, fake_k) for image sets paired item by item with ``real`` (the same prompts and
-    seeds), with a 95 % interval: ``{"value": v, "interval": [lo, hi]}``. Weights (1, −1) give a paired
-    difference of two FDs, (1, −1, −1, 1) a difference of two differences.
+    seeds), with a 95 % interval: ``{"value": v, "interval": [lo, hi]}``. Weights (1,) give one FD,
+    (1, −1) a paired difference of two, (1, −1, −1, 1) a difference of two differences.
 
     Every set is (P·n, 3, H, W), the n = ``per_prompt`` images of each prompt in a row; a resample
     draws P prompts with replacement and keeps each one's images in every set, so the sets stay paired
-    and a prompt's correlated samples move together. Centred on the full sets' value as
-    ``shapes_fd_with_interval`` is (the repeats' upward bias mostly cancels in a contrast anyway)."""
+    and a prompt's correlated samples move together. The interval is the resamples' spread centred on
+    the full sets' value: a resample repeats images, which lowers the diversity FD sees and so raises
+    FD by a bias larger than its spread, and the percentile interval itself would miss the estimate
+    (in a contrast the bias mostly cancels)."""
     def by_prompt(images):  # (P, n, D)
         f = features(images, classifier)
         return f.reshape(-1, per_prompt, f.shape[-1])
